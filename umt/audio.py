@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soundfile as sf
+import soxr
 import torch
 
 from umt.errors import UmtError
@@ -46,9 +46,7 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     wav = np.ascontiguousarray(wav, dtype=np.float32)
     if sr_in == sr_out or wav.size == 0:
         return wav
-    return librosa.resample(wav, orig_sr=sr_in, target_sr=sr_out, res_type="soxr_hq").astype(
-        np.float32
-    )
+    return soxr.resample(wav, sr_in, sr_out, quality="HQ").astype(np.float32)
 
 
 def save(path: str | os.PathLike, wav: np.ndarray | torch.Tensor, sr: int = SAMPLE_RATE) -> None:
@@ -71,8 +69,13 @@ def save(path: str | os.PathLike, wav: np.ndarray | torch.Tensor, sr: int = SAMP
         tmp.unlink(missing_ok=True)
 
 
-def normalize_loudness(wav: np.ndarray, target_rms_db: float = -20.0, peak: float = 0.95) -> np.ndarray:
-    """Scale to a target RMS level, limited so the peak stays below ``peak``. Silence stays silent."""
+def normalize_loudness(
+    wav: np.ndarray, target_rms_db: float = -20.0, peak: float = 0.95
+) -> np.ndarray:
+    """Scale to a target RMS level, limited so the peak stays below ``peak``.
+
+    Silence stays silent.
+    """
     rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) if wav.size else 0.0
     if rms < 1e-6:
         return wav.astype(np.float32)

@@ -1,0 +1,122 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIGS, model_config
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError
+
+from umt.config import DataConfig, TrainConfig, TrainerConfig, to_dataclass
+from umt.model import UniversalTranslator
+from umt.train import fit
+from umt.trainer import Trainer, generator_objective
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cfg(toy_root, tmp_path, **trainer) -> TrainConfig:
+    data = DataConfig(root=str(toy_root), cache_dir=str(tmp_path / "cache"), segment=1600,
+                      batch_per_domain=2, val_segments=2)
+    opts = dict(max_steps=2, device="cpu", progress=False, checkpoint_every=1, val_every=2,
+                log_every=1)
+    opts.update(trainer)
+    return TrainConfig(model=model_config("tiny"), data=data, trainer=TrainerConfig(**opts))
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "paper", "release"])
+def test_every_shipped_config_composes_and_runs_a_forward_pass(name, toy_root):
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        raw = compose("train", overrides=[f"model={name}", f"data.root={toy_root}"])
+    cfg = to_dataclass(TrainConfig, OmegaConf.to_container(raw, resolve=True))
+    assert cfg.model.name == name
+    model = UniversalTranslator(cfg.model, ["a", "b"])
+    x = 0.1 * torch.randn(1, 1000)
+    with torch.no_grad():
+        z = model.encode(x)
+        loss = model.decoders["b"].loss(model.quantize(x), z)
+    assert z.shape == (1, cfg.model.encoder.latent_dim, 2)
+    assert 0 < loss.item() < 10
+
+
+def test_a_typo_in_the_config_fails_fast(toy_root):
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        raw = compose("train", overrides=["model=tiny", f"data.root={toy_root}"])
+    d = OmegaConf.to_container(raw)
+    d["trainer"]["max_stpes"] = 3
+    with pytest.raises(ConfigKeyError):
+        to_dataclass(TrainConfig, d)
+
+
+def test_classifier_step_leaves_encoder_grads_untouched(toy_root, tmp_path):
+    tr = Trainer(_cfg(toy_root, tmp_path), tmp_path / "run")
+    x, x_aug, labels = tr.sampler.next_batch()
+    _, z = tr.gen(x, x_aug)
+    before = [p.detach().clone() for p in tr.classifier.parameters()]
+    metrics = tr.classifier_step(z, labels)
+    assert all(p.grad is None for p in tr.model.encoder.parameters())
+    after = list(tr.classifier.parameters())
+    assert any(not torch.equal(a, p) for a, p in zip(before, after, strict=True))
+    assert set(metrics) == {"adv/d_loss", "adv/d_acc"}
+
+
+def test_adversarial_term_pushes_the_latent_to_confuse_the_classifier(toy_root, tmp_path):
+    tr = Trainer(_cfg(toy_root, tmp_path), tmp_path / "run")
+    x, x_aug, labels = tr.sampler.next_batch()
+    z = tr.model.encode(x_aug).detach().requires_grad_(True)
+    ce = torch.nn.functional.cross_entropy(tr.classifier(z), labels)
+    generator_objective(torch.zeros(2), ce, 1e-2).backward()
+    with torch.no_grad():  # a small step down the generator's gradient raises the classifier's loss
+        ce_after = torch.nn.functional.cross_entropy(tr.classifier(z - 10.0 * z.grad), labels)
+    assert ce_after > ce
+
+
+def test_train_steps_return_namespaced_metrics_and_resume(toy_root, tmp_path):
+    cfg = _cfg(toy_root, tmp_path)
+    first = fit(Trainer(cfg, tmp_path / "run"))
+    assert {"recon/saw", "recon/sine", "adv/d_loss", "adv/d_acc", "loss/recon"} <= set(first)
+    assert all(torch.isfinite(torch.tensor(v)) for v in first.values())
+    ckpt = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    assert ckpt["step"] == 2
+    cfg.trainer.max_steps = 3
+    resumed = Trainer(cfg, tmp_path / "run")
+    fit(resumed)
+    assert resumed.step == 3
+    # the resumed run continues the optimiser state, it does not restart it
+    assert resumed.opt_g.state_dict()["state"][0]["step"].item() == 3
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(toy_root, tmp_path, monkeypatch):
+    tr = Trainer(_cfg(toy_root, tmp_path), tmp_path / "run")
+    fit(tr)
+    good = tr.checkpoint_path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        tr.save()
+    assert tr.checkpoint_path.read_bytes() == good
+    assert [p.name for p in tr.checkpoint_path.parent.iterdir()] == ["last.pt"]
+
+
+def test_cli_trains_exports_and_resumes(toy_root, tmp_path):
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "umt.train", "model=tiny", f"data.root={toy_root}",
+           f"data.cache_dir={cache}", "data.segment=1600", "data.batch_per_domain=1",
+           "trainer=smoke", "trainer.max_steps=2", "trainer.progress=false", f"hydra.run.dir={run}"]
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True)
+    again = cmd[:-3] + ["trainer.max_steps=3", "trainer.progress=false", f"hydra.run.dir={run}"]
+    subprocess.run(again, check=True, cwd=ROOT, env=env, capture_output=True)
+    assert torch.load(run / "checkpoints/last.pt", weights_only=True)["step"] == 3
+    export = [sys.executable, "-m", "umt.export", str(run), "-o", str(tmp_path / "m.pt")]
+    out = subprocess.run(export, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "step 3" in out.stdout
+    bad = subprocess.run(cmd[:3] + ["data.root=/nonexistent", f"hydra.run.dir={tmp_path / 'r2'}"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "error: data root /nonexistent is not a folder" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -1,0 +1,110 @@
+"""Training checkpoints and model exports: plain types only, written atomically.
+
+A training checkpoint resumes a run; an export holds what inference needs (config, encoder,
+decoders) and loads with ``torch.load(..., weights_only=True)``, one decoder at a time if wanted.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from umt.config import ModelConfig, to_dataclass, to_dict
+from umt.errors import UmtError
+from umt.model import UniversalTranslator
+
+TRAIN_FORMAT = "umt-train/1"
+EXPORT_FORMAT = "umt-export/1"
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module under DDP and ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(module, "module"):
+            module = module.module
+        elif hasattr(module, "_orig_mod"):
+            module = module._orig_mod
+        else:
+            return module
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_file(path: str | Path, expected: str) -> dict:
+    """Load a checkpoint or export safely and check its format tag.
+
+    Raises:
+        UmtError: missing file, not a torch file, or another format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UmtError(f"no such model file: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for foreign or corrupt files
+        raise UmtError(f"{path} is not a umt model file ({type(err).__name__})") from None
+    fmt = obj.get("format") if isinstance(obj, dict) else None
+    if not isinstance(fmt, str) or fmt.split("/")[0] != expected.split("/")[0]:
+        kind = "export" if expected == EXPORT_FORMAT else "training checkpoint"
+        raise UmtError(f"{path} is not a umt {kind}")
+    if fmt != expected:
+        raise UmtError(f"{path} has format {fmt}; this umt reads {expected}")
+    return obj
+
+
+def export_state(model: UniversalTranslator) -> dict:
+    """The export of a model as plain types: format, config, domains, encoder, decoders."""
+    model = unwrap(model)
+    return {
+        "format": EXPORT_FORMAT,
+        "config": to_dict(model.cfg),
+        "domains": model.domains,
+        "encoder": model.encoder.state_dict(),
+        "decoders": {name: dec.state_dict() for name, dec in model.decoders.items()},
+    }
+
+
+def load_export(path: str | Path, domains: list[str] | None = None) -> UniversalTranslator:
+    """Build a model from an export, with only the decoders asked for.
+
+    Args:
+        path: File written by ``python -m umt.export`` (or :func:`export_state`).
+        domains: Decoders to load (default: all). The file is memory-mapped, so decoders not
+            asked for are never read from disk.
+
+    Raises:
+        UmtError: bad file, or a domain the model lacks (the message lists those it has).
+    """
+    obj = load_file(path, EXPORT_FORMAT)
+    have = list(obj["domains"])
+    wanted = list(domains) if domains else have
+    missing = [d for d in wanted if d not in have]
+    if missing:
+        raise UmtError(f"model has no instrument {', '.join(missing)}; it has: {', '.join(have)}")
+    model = UniversalTranslator(to_dataclass(ModelConfig, obj["config"]), wanted)
+    model.encoder.load_state_dict(obj["encoder"])
+    for name in wanted:
+        model.decoders[name].load_state_dict(obj["decoders"][name])
+    return model.eval()
+
+
+def export_domains(path: str | Path) -> list[str]:
+    """The domain names of an export, without building the model."""
+    return list(load_file(path, EXPORT_FORMAT)["domains"])

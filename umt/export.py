@@ -1,0 +1,55 @@
+"""``python -m umt.export RUN -o model.pt``: the inference export of a training run.
+
+RUN is a run folder (its ``checkpoints/last.pt`` is used) or a checkpoint file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from umt.checkpoint import EXPORT_FORMAT, TRAIN_FORMAT, atomic_save, load_file
+from umt.errors import UmtError
+
+
+def export(run: str | Path, out: str | Path) -> dict:
+    """Write the export of a run's last checkpoint to ``out`` (atomically).
+
+    Returns:
+        A summary: step, domains and path.
+    """
+    run = Path(run)
+    ckpt = run / "checkpoints" / "last.pt" if run.is_dir() else run
+    if run.is_dir() and not ckpt.exists():
+        raise UmtError(f"{run} holds no checkpoint (expected {ckpt})")
+    state = load_file(ckpt, TRAIN_FORMAT)
+    exported = {
+        "format": EXPORT_FORMAT,
+        "config": state["config"]["model"],
+        "domains": list(state["domains"]),
+        "encoder": state["encoder"],
+        "decoders": state["decoders"],
+        "step": int(state["step"]),
+    }
+    atomic_save(exported, out)
+    return {"step": exported["step"], "domains": exported["domains"], "path": str(out)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry."""
+    parser = argparse.ArgumentParser(prog="python -m umt.export", description=__doc__)
+    parser.add_argument("run", help="run folder or training checkpoint")
+    parser.add_argument("-o", "--out", required=True, help="export file to write")
+    args = parser.parse_args(argv)
+    try:
+        info = export(args.run, args.out)
+    except UmtError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"exported step {info['step']} ({', '.join(info['domains'])}) to {info['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
