@@ -124,14 +124,15 @@ def _render_task(cfg: BuildConfig, piece: Piece, inst: str, font: SoundFont, des
     return soundfile.info(str(dest)).duration
 
 
-def _check_out(cfg: BuildConfig) -> None:
+def _check_out(cfg: BuildConfig, write: bool) -> None:
     """Refuse to mix two different datasets in one folder; remember the settings for resuming."""
-    cfg.out.mkdir(parents=True, exist_ok=True)
     stamp = cfg.out / ".build.json"
     ident = json.dumps(cfg.identity(), sort_keys=True, default=str)
     if stamp.is_file() and stamp.read_text() != ident:
         raise UmtError(f"{cfg.out} holds a dataset built with other settings; use another --out")
-    stamp.write_text(ident)
+    if write:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(ident)
 
 
 def build_dataset(cfg: BuildConfig) -> dict:
@@ -141,8 +142,9 @@ def build_dataset(cfg: BuildConfig) -> dict:
         The manifest (also written to ``cfg.out / "manifest.json"``).
     """
     fluidsynth_path()
-    _check_out(cfg)
+    _check_out(cfg, write=False)
     pieces = select_pieces(cfg)
+    _check_out(cfg, write=True)
     split = assign_splits(sorted({p.work for p in pieces}), cfg.seed, cfg.val_frac, cfg.test_frac)
     entries: dict[str, dict] = {}
     jobs = []
