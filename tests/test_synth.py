@@ -1,0 +1,96 @@
+"""Dataset builder: instrument table, SoundFont errors, splits, layout of a built dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from data import instruments, render, synth
+from tests._paired import paired  # noqa: F401  (fixture)
+from umt.errors import UmtError
+
+
+def test_instruments_map_to_general_midi_programs():
+    assert instruments.parse_instruments("piano, Violin,flute") == {
+        "piano": 0, "violin": 40, "flute": 73}
+    with pytest.raises(UmtError, match="unknown instrument 'kazoo'"):
+        instruments.parse_instruments("piano,kazoo")
+    with pytest.raises(UmtError, match="twice"):
+        instruments.parse_instruments("piano,piano")
+
+
+def test_missing_soundfont_names_the_apt_package(monkeypatch):
+    monkeypatch.setitem(instruments.SOUNDFONTS, "fluidr3",
+                        ("/nonexistent/FluidR3_GM.sf2", "fluid-soundfont-gm"))
+    with pytest.raises(UmtError, match="apt-get install fluid-soundfont-gm"):
+        instruments.resolve_soundfonts("fluidr3")
+
+
+def test_missing_fluidsynth_names_the_apt_package(monkeypatch):
+    monkeypatch.setattr(render.shutil, "which", lambda _: None)
+    with pytest.raises(UmtError, match="apt-get install fluidsynth"):
+        render.fluidsynth_path()
+
+
+def test_splits_are_disjoint_deterministic_and_never_empty():
+    works = [f"w{i}" for i in range(40)]
+    a = synth.assign_splits(works, seed=3, val_frac=0.1, test_frac=0.1)
+    assert a == synth.assign_splits(list(reversed(works)), seed=3, val_frac=0.1, test_frac=0.1)
+    assert sorted(a) == sorted(works)  # every work in exactly one split
+    assert sorted(a.values()).count("test") == 4 and sorted(a.values()).count("val") == 4
+    assert a != synth.assign_splits(works, seed=4, val_frac=0.1, test_frac=0.1)
+    small = synth.assign_splits(["a", "b", "c"], seed=0, val_frac=0.1, test_frac=0.1)
+    assert sorted(small.values()) == ["test", "train", "val"]
+
+
+def test_cli_bad_instrument_is_one_line_and_nonzero(tmp_path, capsys):
+    assert synth.main(["--out", str(tmp_path / "d"), "--instruments", "kazoo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown instrument") and "\n" not in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_built_dataset_layout(paired):  # noqa: F811
+    m = json.loads((paired / "manifest.json").read_text())
+    split_of = {w: s for s, ws in m["splits"].items() for w in ws}
+    assert sum(len(ws) for ws in m["splits"].values()) == len(split_of)  # no work in two splits
+    assert all(m["splits"][s] for s in synth.SPLITS)
+    mono = [p for p, e in m["pieces"].items() if e["monophonic"]]
+    assert mono and all(p.endswith("__soprano") for p in mono)
+    for piece, e in m["pieces"].items():
+        assert e["split"] == split_of[e["work"]]
+        assert (paired / e["midi"]).is_file()
+        for inst in ("piano", "violin", "flute"):
+            path = paired / e["audio"][inst]["path"]
+            assert path.parts[-3:] == (inst, e["split"], f"{piece}.wav")
+            info = sf.info(str(path))
+            assert (info.samplerate, info.channels) == (16000, 1)
+            assert info.duration >= e["notes_seconds"] - 0.05  # the release tail is kept
+    wav, _ = sf.read(str(paired / m["pieces"][mono[0]]["audio"]["violin"]["path"]))
+    rms_db = 20 * np.log10(np.sqrt(np.mean(wav**2)))
+    assert -23 < rms_db < -17  # loudness-normalised to -20 dB RMS (peak-limited at most)
+
+
+def test_rebuild_resumes_and_refuses_other_settings(paired):  # noqa: F811
+    settings = json.loads((paired / ".build.json").read_text())
+    cfg = synth.BuildConfig(out=paired, instruments={"piano": 0},
+                            soundfonts=instruments.resolve_soundfonts("timgm6mb"))
+    assert cfg.identity() != settings
+    with pytest.raises(UmtError, match="other settings"):
+        synth.build_dataset(cfg)
+
+
+@pytest.mark.slow
+def test_same_seed_same_dataset(tmp_path):
+    from tests._paired import require_fluidsynth
+
+    require_fluidsynth()
+    args = ["--instruments", "piano,cello", "--soundfont", "timgm6mb,fluidr3", "--hours", "0.02",
+            "--max-seconds", "6", "--cache", str(tmp_path / "c")]
+    assert synth.main(["--out", str(tmp_path / "a"), *args]) == 0
+    assert synth.main(["--out", str(tmp_path / "b"), *args]) == 0
+    ma, mb = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in "ab")
+    assert ma["splits"] == mb["splits"] and ma["pieces"] == mb["pieces"]

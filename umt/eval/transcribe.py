@@ -1,0 +1,93 @@
+"""Audio -> notes for the transcribe-then-render baseline: CREPE for one line, a constant-Q
+peak picker for chords. Deliberately classic: the pipeline a learned translator must beat."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from data.render import NoteEvent
+from umt.audio import SAMPLE_RATE
+from umt.eval.pitch import HOP, frame_db, track_pitch
+
+FRAME_S = HOP / SAMPLE_RATE
+MIN_NOTE_S = 0.08
+POLY_FLOOR_DB = -30.0  # constant-Q bins this far under the loudest are not notes
+HARMONICS = (12, 19, 24, 28, 31)  # semitones from a fundamental to its 2nd..6th partials
+
+
+def _velocity(db: float) -> int:
+    """MIDI velocity from a level in dB under the clip's loudest frame."""
+    return int(np.clip(100 + 1.5 * db, 30, 127))
+
+
+def _runs(active: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frame index pairs of the True runs of a boolean array (F,)."""
+    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+def _onset_frames(wav: np.ndarray) -> set[int]:
+    import librosa
+
+    return set(librosa.onset.onset_detect(y=wav, sr=SAMPLE_RATE, hop_length=HOP, backtrack=True))
+
+
+def transcribe_monophonic(wav: np.ndarray, device: str = "cpu") -> list[NoteEvent]:
+    """Notes of a single line: CREPE f0 rounded to semitones, split at pitch changes and onsets.
+
+    Args:
+        wav: Audio (T,) at 16 kHz holding one line.
+        device: Torch device for CREPE.
+
+    Returns:
+        Notes sorted by onset; repeated notes are split where an onset is detected.
+    """
+    track = track_pitch(wav, device)
+    midi = np.round(69 + 12 * np.log2(np.maximum(track.f0, 1e-6) / 440.0)).astype(int)
+    midi[~track.voiced] = -1
+    db = frame_db(wav, len(midi))
+    onsets = _onset_frames(wav)
+    notes: list[NoteEvent] = []
+    start = 0
+    for i in range(1, len(midi) + 1):
+        if i < len(midi) and midi[i] == midi[start] and i not in onsets:
+            continue
+        if midi[start] >= 0 and (i - start) * FRAME_S >= MIN_NOTE_S:
+            level = float(np.max(db[start:i]))
+            note = NoteEvent(start * FRAME_S, i * FRAME_S, int(midi[start]), _velocity(level))
+            notes.append(note)
+        start = i
+    return notes
+
+
+def transcribe_polyphonic(wav: np.ndarray) -> list[NoteEvent]:
+    """Notes of any texture: constant-Q semitone bins above a floor that are not partials.
+
+    A bin is dropped when a louder active bin sits one of the first harmonic intervals below it,
+    so a single note does not spawn its octave and twelfth. Crude on purpose (see module doc).
+    """
+    import librosa
+    import scipy.ndimage
+
+    fmin = librosa.note_to_hz("C2")
+    C = np.abs(librosa.cqt(wav.astype(np.float32), sr=SAMPLE_RATE, hop_length=HOP, fmin=fmin,
+                           n_bins=72, bins_per_octave=12))  # (72, F), one bin per semitone
+    db = 20 * np.log10(C / max(C.max(), 1e-9) + 1e-9)
+    # A note is a local peak across pitch: leakage into neighbouring semitones is not a note.
+    peak = np.ones_like(db, dtype=bool)
+    peak[1:] &= db[1:] >= db[:-1]
+    peak[:-1] &= db[:-1] >= db[1:]
+    active = (db > POLY_FLOOR_DB) & peak
+    for k in range(C.shape[0]):
+        for h in HARMONICS:
+            if k - h >= 0:
+                active[k] &= ~(active[k - h] & (db[k - h] > db[k]))
+    active = scipy.ndimage.median_filter(active, size=(1, 7))
+    notes = []
+    for k in range(C.shape[0]):
+        for s, e in _runs(active[k]):
+            if (e - s) * FRAME_S >= MIN_NOTE_S:
+                level = float(db[k, s:e].max())
+                note = NoteEvent(float(s * FRAME_S), float(e * FRAME_S), 36 + k, _velocity(level))
+                notes.append(note)
+    return sorted(notes)
