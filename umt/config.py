@@ -87,7 +87,7 @@ class TrainerConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    bf16: bool = True  # autocast on CUDA only; CPU trains in fp32
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     activation_checkpointing: bool = False
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     finetune_from: str = ""  # an export: start from its encoder (and decoders)

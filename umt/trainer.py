@@ -134,8 +134,13 @@ class Trainer:
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, gamma)
 
     def _autocast(self):
-        use = self.device.type == "cuda" and self.cfg.trainer.bf16
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use else nullcontext()
+        precision = self.cfg.trainer.precision
+        if precision not in ("auto", "bf16", "fp32"):
+            raise UmtError(f"trainer.precision must be auto, bf16 or fp32, not {precision}")
+        use = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+        if not use:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict:
         """One adversary step then one generator step.
