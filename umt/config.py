@@ -68,7 +68,6 @@ class DataConfig:
     silence_db: float = -50.0  # segments quieter than this are redrawn
     augment: bool = True
     shift_semitones: float = 0.5
-    num_workers: int = 0
 
 
 @dataclass
