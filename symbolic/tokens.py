@@ -79,8 +79,9 @@ def token_table(tokenizer: REMI) -> TokenTable:
         if head in ("Position", "Pitch"):
             value[i] = int(val)
         elif head == "TimeSig":
-            num, den = (int(x) for x in val.split("/"))
-            value[i] = num * ticks_per_beat * 4 // den  # bar length in positions
+            num = int(val.split("/")[0])
+            # miditok counts positions per beat of the denominator's note value
+            value[i] = num * ticks_per_beat  # bar length in positions
     return TokenTable(kind=kind, value=value, vocab=vocab)
 
 

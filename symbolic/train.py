@@ -195,7 +195,9 @@ def train(cfg: TrainConfig) -> Path:
         if out_of_time:
             break
     path = Path(t.export) if t.export else run / "export.pt"
-    export(model, path, {"steps": step, "train_minutes": round((time.time() - start) / 60, 1),
-                         "data": cfg.data.source})
+    meta = {"steps": step, "train_minutes": round((time.time() - start) / 60, 1),
+            "data": cfg.data.source, "window_bars": cfg.data.window_bars,
+            "max_src_len": cfg.data.max_src_len, "max_tgt_len": cfg.data.max_tgt_len}
+    export(model, path, meta)
     print(f"exported {path}")
     return path
