@@ -57,7 +57,7 @@ def select_track(score: symusic.Score, track: int | None, role: str) -> symusic.
             raise UserError(f"track {track} does not exist (the file has {len(score.tracks)})")
         notes = list(score.tracks[track].notes) if not score.tracks[track].is_drum else []
         if not notes:
-            raise UserError(f"track {track} has no notes to use as the {role}")
+            raise UserError(f"track {track} has no pitched notes to use as the {role}")
     else:
         notes = [n for t in score.tracks if not t.is_drum for n in t.notes]
         if not notes:

@@ -93,7 +93,8 @@ class Grammar:
         t = self.table
         ok = self._next[self.last].copy()
         if self.closing and self.last in CAN_END:
-            ok[:] = False
+            # Out of budget: end now, or with empty bars when an exact bar count is promised.
+            ok = (t.kind == K_BAR) if self.exact and self.max_bars is not None else ok & False
         bar_full = self.max_bars is not None and self.bars >= self.max_bars
         if bar_full:
             ok &= t.kind != K_BAR

@@ -88,7 +88,8 @@ def generate(model: MusicTransformer, table: TokenTable, prefix: list[int], gram
     tokens, new = list(prefix), []
     mem, logits = _prime(model, tokens, table, enc, enc_pad) if use_memory else (None, None)
     eos = table.vocab["EOS_None"]
-    for _ in range(max_new + 8):
+    # Room for the note in progress and, when closing early, the empty bars still promised.
+    for _ in range(max_new + 8 + 2 * (grammar.max_bars or 0)):
         if not use_memory:
             ids, pos, bar = _ids_tensor(tokens[-window:], table, n_pos)
             h, _ = model.decode(ids, pos, bar, None, enc, enc_pad)
