@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-from symbolic.sample import SampleConfig
-
 GENERATE = ("continue", "harmonize", "melody", "remix")
 
 
@@ -49,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="export to evaluate (default: the shipped model)")
     p.add_argument("--data", default="chorales", help="'chorales' or a MIDI folder")
     p.add_argument("--cache-dir", default="cache/symbolic")
-    p.add_argument("--pieces", type=int, default=0, help="test pieces to use (0: all)")
+    p.add_argument("--pieces", type=int, default=10,
+                   help="test pieces for the chord and remix metrics (0: all)")
     p.add_argument("--prompts", type=int, default=8, help="continuation prompts")
     p.add_argument("--seed", type=int, default=0)
     return parser
@@ -57,9 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_generate(args: argparse.Namespace) -> str:
     """Runs one of the MIDI-in, MIDI-out commands; returns a summary line."""
-    from symbolic.api import Composer, read_midi, write_midi
+    from symbolic.midi_io import read_midi, select_track, write_midi
 
+    # Validate before the heavy imports, so bad input fails in a blink.
     score = read_midi(args.input)
+    if args.command in ("harmonize", "melody"):
+        select_track(score, args.track, "melody" if args.command == "harmonize" else "chords")
+    from symbolic.api import Composer
+    from symbolic.sample import SampleConfig
+
     composer = Composer.load(args.model)
     sample = SampleConfig(args.pitch_temp, args.timing_temp, args.top_k, args.top_p, args.seed)
     if args.command == "continue":
@@ -96,7 +101,7 @@ def run_eval(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    from symbolic.api import UserError
+    from symbolic.midi_io import UserError
 
     args = build_parser().parse_args(argv)
     start = time.time()

@@ -18,13 +18,13 @@ import torch
 from miditok import REMI
 
 from symbolic.config import DataConfig
+from symbolic.midi_io import one_track
 from symbolic.tokens import (
     K_DUR,
     K_PITCH,
     TokenTable,
     bar_starts,
     encode,
-    notes_track,
     position_ids,
     skyline,
     transpose,
@@ -51,7 +51,7 @@ def split_voices(score: symusic.Score) -> tuple[symusic.Score, symusic.Score]:
         harmony = [n for t in tracks[1:] for n in t.notes]
     else:
         melody, harmony = skyline(score)
-    return notes_track(score, melody), notes_track(score, harmony)
+    return one_track(score, melody), one_track(score, harmony)
 
 
 def midi_paths(cfg: DataConfig) -> tuple[str, list[Path]]:

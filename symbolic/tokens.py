@@ -126,17 +126,6 @@ def merge_tracks(score: symusic.Score, tracks: list[int] | None = None) -> symus
     return out
 
 
-def notes_track(score: symusic.Score, notes: list) -> symusic.Score:
-    """A one-track score holding ``notes`` with the tempo/time signatures of ``score``."""
-    out = symusic.Score(score.ticks_per_quarter)
-    out.time_signatures = score.time_signatures.copy()
-    out.tempos = score.tempos.copy()
-    track = symusic.Track("notes")
-    track.notes.extend(sorted(notes, key=lambda n: (n.time, n.pitch)))
-    out.tracks.append(track)
-    return out
-
-
 def skyline(score: symusic.Score) -> tuple[list, list]:
     """Splits all notes into the top line (highest note at each onset) and the rest."""
     notes = sorted((n for t in score.tracks if not t.is_drum for n in t.notes),

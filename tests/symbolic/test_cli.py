@@ -30,9 +30,11 @@ def _quarters(score, fields):
 
 @pytest.fixture(scope="module")
 def melody_mid(chorale_paths, tmp_path_factory) -> Path:
-    """A one-track melody file (the soprano of a chorale)."""
+    """A one-track melody file: the soprano of a chorale, first 8 bars (two 4-bar windows)."""
     score = symusic.Score(str(chorale_paths[1]))
     score.tracks = score.tracks[:1]
+    sig = score.time_signatures[0]
+    score = score.clip(0, 8 * 4 * score.ticks_per_quarter * sig.numerator // sig.denominator)
     path = tmp_path_factory.mktemp("midi") / "melody.mid"
     score.dump_midi(str(path))
     return path
