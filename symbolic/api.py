@@ -87,8 +87,13 @@ class Composer:
                        max_new=96 * bars)
         return decode(self.tokenizer, ids + new, name="continued")
 
-    def _seq2seq(self, src_ids: list[int], to_harmony: bool, sample: SampleConfig) -> list[int]:
-        """Target tokens for the whole source, window by window of ``window_bars`` bars."""
+    @torch.no_grad()
+    def seq2seq_tokens(self, src_ids: list[int], to_harmony: bool,
+                       sample: SampleConfig) -> list[int]:
+        """Harmony (or melody) ids for a whole source, window by window of ``window_bars`` bars.
+
+        Each window's output holds exactly the source window's bars, in the same meters.
+        """
         src = np.asarray(src_ids)
         starts = bar_starts(src, self.table)
         task = self.table.id("ToHarmony_None" if to_harmony else "ToMelody_None")
@@ -96,8 +101,9 @@ class Composer:
                                                                             self.max_src)
         out: list[int] = []
         for w, a in enumerate(range(0, len(starts), self.window_bars)):
-            window = bar_slice(src, starts, a, a + self.window_bars)[:max_src]
-            sigs = self._timesigs(window.tolist())
+            window = bar_slice(src, starts, a, a + self.window_bars)
+            sigs = self._timesigs(window.tolist())  # before the cut: keeps bars aligned
+            window = window[:max_src]
             x = torch.as_tensor(window, dtype=torch.long)[None]
             pos, bar = position_ids(x, self.table, self.model.cfg.n_pos)
             enc = self.model.encode(x, pos, bar)
@@ -112,7 +118,7 @@ class Composer:
                   sample: SampleConfig | None = None) -> symusic.Score:
         """Melody (given track, or all notes) + generated lower voices, as two tracks."""
         mel_ids = self.tokens(select_track(score, track, "melody"))
-        har = self._seq2seq(mel_ids, True, sample or SampleConfig())
+        har = self.seq2seq_tokens(mel_ids, True, sample or SampleConfig())
         return stack(decode(self.tokenizer, mel_ids, "melody"),
                      decode(self.tokenizer, har, "harmony"))
 
@@ -121,7 +127,7 @@ class Composer:
                sample: SampleConfig | None = None) -> symusic.Score:
         """Generated melody over the chords (given track, or all notes), as two tracks."""
         har_ids = self.tokens(select_track(score, track, "chords"))
-        mel = self._seq2seq(har_ids, False, sample or SampleConfig())
+        mel = self.seq2seq_tokens(har_ids, False, sample or SampleConfig())
         return stack(decode(self.tokenizer, mel, "melody"),
                      decode(self.tokenizer, har_ids, "chords"))
 

@@ -62,7 +62,7 @@ def chord_metrics(composer: Composer, pieces: list[Piece]) -> dict[str, float]:
     acc, jac, root, tone_gen, tone_real = [], [], [], [], []
     for i, p in enumerate(pieces):
         sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, "seed": i})
-        har_ids = composer._seq2seq(p.melody.tolist(), True, sample)
+        har_ids = composer.seq2seq_tokens(p.melody.tolist(), True, sample)
         gen = M.all_notes(decode(composer.tokenizer, har_ids))
         real = M.all_notes(decode(composer.tokenizer, p.harmony.tolist()))
         mel_score = decode(composer.tokenizer, p.melody.tolist())

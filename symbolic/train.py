@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -166,7 +167,7 @@ def train(cfg: TrainConfig) -> Path:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         step = state["step"]
-        train_b.rng = __import__("numpy").random.default_rng(t.seed + step)
+        train_b.rng = np.random.default_rng(t.seed + step)  # fresh draws after a resume
         print(f"resumed from {run / 'last.pt'} at step {step}")
     print(f"model {cfg.model.name}: {count_params(model) / 1e6:.2f} M params, "
           f"{len(splits['train'])} train / {len(splits['val'])} val pieces")
