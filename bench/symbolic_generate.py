@@ -10,20 +10,24 @@ Usage: python bench/symbolic_generate.py [--model PATH] [--lengths 128 256 512] 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from symbolic.api import Composer
-from symbolic.grammar import Grammar
-from symbolic.sample import SampleConfig, generate
+# Run as a plain script from a checkout: make the repository root importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from symbolic.api import Composer  # noqa: E402
+from symbolic.grammar import Grammar  # noqa: E402
+from symbolic.sample import SampleConfig, generate  # noqa: E402
 
 
 def tokens_per_second(composer: Composer, n_tokens: int, use_memory: bool) -> float:
     """Samples ``n_tokens`` tokens after BOS and returns the rate."""
     table = composer.table
     bos = table.id("BOS_None")
-    g = Grammar(table, max_bars=100_000, exact=True)  # never allowed to stop early
+    g = Grammar(table, exact=True)  # no bar limit, EOS never allowed: runs to max_new
     g.consume(bos)
     start = time.perf_counter()
     new = generate(composer.model, table, [bos], g, SampleConfig(seed=0), max_new=n_tokens,
