@@ -1,0 +1,137 @@
+"""Typed configuration dataclasses; the hydra YAML in configs/symbolic validates against them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the multitask transformer.
+
+    Attributes:
+        name: size name (``tiny`` or ``small``).
+        d_model: width of embeddings and attention.
+        n_heads: attention heads.
+        enc_layers: layers of the bidirectional encoder.
+        dec_layers: layers of the causal decoder (with cross-attention for seq2seq).
+        d_ff: hidden width of the feed-forward blocks.
+        dropout: dropout probability during training.
+        seg_len: decoder segment length; memory carries across segments.
+        mem_len: tokens of memory kept per layer.
+        max_rel: relative distances beyond this share one learned bias.
+        vocab_size: set from the tokenizer at build time.
+        n_pos: number of Position tokens (set from the tokenizer).
+    """
+
+    name: str = "tiny"
+    d_model: int = 64
+    n_heads: int = 4
+    enc_layers: int = 2
+    dec_layers: int = 2
+    d_ff: int = 128
+    dropout: float = 0.1
+    seg_len: int = 128
+    mem_len: int = 128
+    max_rel: int = 256
+    vocab_size: int = 0
+    n_pos: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where the MIDI comes from and how it is cut.
+
+    Attributes:
+        source: ``chorales`` (music21 corpus, converted once) or ``folder`` (any MIDI folder).
+        root: folder of MIDI files when ``source=folder``.
+        cache_dir: git-ignored cache for converted MIDI, manifest and tokens.
+        transpose: training pieces are shifted by a random semitone in [-transpose, transpose].
+        window_bars: bars per melody/harmony window for the seq2seq tasks.
+        max_src_len: longest seq2seq source window in tokens (longer ones are cut).
+        max_tgt_len: longest seq2seq target window in tokens.
+        mlm_len: encoder crop length for the masked task.
+        val_fraction: fraction of pieces in the validation split.
+        test_fraction: fraction of pieces in the test split.
+        limit: use only the first N pieces (for tests); 0 = all.
+    """
+
+    source: str = "chorales"
+    root: str = ""
+    cache_dir: str = "cache/symbolic"
+    transpose: int = 5
+    window_bars: int = 4
+    max_src_len: int = 160
+    max_tgt_len: int = 384
+    mlm_len: int = 256
+    val_fraction: float = 0.05
+    test_fraction: float = 0.1
+    limit: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and bookkeeping.
+
+    Attributes:
+        run_dir: git-ignored folder for resumable checkpoints and logs.
+        steps: total optimiser steps.
+        batch_size: sequences per task per step.
+        lr: peak AdamW learning rate (linear warm-up, cosine decay).
+        warmup: warm-up steps.
+        weight_decay: AdamW weight decay.
+        grad_clip: max gradient norm.
+        tasks: tasks trained together in every step.
+        ckpt_every: steps between resumable checkpoints.
+        log_every: steps between log lines.
+        eval_batches: validation batches per task at each checkpoint.
+        threads: torch CPU threads.
+        seed: random seed.
+        export: path of the export written at the end (plain types, weights_only loadable).
+        max_minutes: stop (with a checkpoint and export) after this wall time; 0 = no limit.
+    """
+
+    run_dir: str = "runs/symbolic"
+    steps: int = 100
+    batch_size: int = 8
+    lr: float = 1e-3
+    warmup: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    tasks: list[str] = field(default_factory=lambda: ["lm", "mlm", "mel2harm", "harm2mel"])
+    ckpt_every: int = 50
+    log_every: int = 10
+    eval_batches: int = 4
+    threads: int = 1
+    seed: int = 0
+    export: str = ""
+    max_minutes: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Root config: one group per part."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Builds dataclass ``cls`` from a dict, failing on any unknown key (a typo fails fast)."""
+    names = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    kwargs = {}
+    for key, val in values.items():
+        factory = names[key].default_factory
+        nested = isinstance(val, dict) and is_dataclass(factory)
+        kwargs[key] = from_dict(factory, val) if nested else val
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict form of a config dataclass (what rides inside checkpoints)."""
+    return asdict(cfg)

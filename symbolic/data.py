@@ -1,0 +1,238 @@
+"""Datasets: MIDI pieces -> token sequences (full, melody, harmony), a fixed split, task batches.
+
+A piece with two or more non-empty tracks gives its first track as the melody and the others as the
+harmony (the chorales are written soprano first); a one-track piece is split by its skyline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import symusic
+import torch
+from miditok import REMI
+
+from symbolic.config import DataConfig
+from symbolic.midi_io import one_track
+from symbolic.tokens import (
+    K_DUR,
+    K_PITCH,
+    TokenTable,
+    bar_starts,
+    encode,
+    position_ids,
+    skyline,
+    transpose,
+)
+
+IGNORE = -100
+
+
+@dataclass
+class Piece:
+    """Token ids of one piece: all voices, the melody and the harmony."""
+
+    name: str
+    full: np.ndarray
+    melody: np.ndarray
+    harmony: np.ndarray
+
+
+def split_voices(score: symusic.Score) -> tuple[symusic.Score, symusic.Score]:
+    """Melody score and harmony score of a piece (see the module docstring for the rule)."""
+    tracks = [t for t in score.tracks if not t.is_drum and len(t.notes) > 0]
+    if len(tracks) >= 2:
+        melody = list(tracks[0].notes)
+        harmony = [n for t in tracks[1:] for n in t.notes]
+    else:
+        melody, harmony = skyline(score)
+    return one_track(score, melody), one_track(score, harmony)
+
+
+def midi_paths(cfg: DataConfig) -> tuple[str, list[Path]]:
+    """A cache key for the data source and its MIDI files."""
+    if cfg.source == "chorales":
+        from symbolic.chorales import convert_all
+
+        limit = cfg.limit or None
+        return "chorales", convert_all(Path(cfg.cache_dir) / "chorales", limit=limit)
+    if cfg.source == "folder":
+        root = Path(cfg.root)
+        if not root.is_dir():
+            raise ValueError(f"data.root is not a folder: {cfg.root!r}")
+        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
+        key = "folder_" + hashlib.md5(str(root.resolve()).encode()).hexdigest()[:10]
+        return key, paths[: cfg.limit] if cfg.limit else paths
+    raise ValueError(f"data.source must be 'chorales' or 'folder', got {cfg.source!r}")
+
+
+def make_manifest(names: list[str], val: float, test: float) -> dict[str, list[str]]:
+    """Splits by piece with a hash of the name, so a piece never changes split."""
+    split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for name in sorted(names):
+        u = int(hashlib.md5(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        split["test" if u < test else "val" if u < test + val else "train"].append(name)
+    return split
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def load_pieces(cfg: DataConfig, tokenizer: REMI) -> dict[str, list[Piece]]:
+    """Tokenizes every piece once (cached) and returns them by split of the manifest."""
+    key, paths = midi_paths(cfg)
+    if not paths:
+        raise ValueError(f"no MIDI files found for data.source={cfg.source!r} root={cfg.root!r}")
+    cache = Path(cfg.cache_dir) / key
+    cache.mkdir(parents=True, exist_ok=True)
+    manifest_path = cache / "manifest.json"
+    names = [p.stem for p in paths]
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+    else:
+        manifest = make_manifest(names, cfg.val_fraction, cfg.test_fraction)
+        _atomic_write(manifest_path, json.dumps(manifest, indent=1).encode())
+    tok_path = cache / f"tokens_{len(paths)}.pt"
+    if tok_path.exists():
+        tokens = torch.load(tok_path, weights_only=True)
+    else:
+        tokens = {p.stem: _tokenize_file(p, tokenizer) for p in paths}
+        tokens = {k: v for k, v in tokens.items() if v is not None}
+        tmp = tok_path.with_name(tok_path.name + ".tmp")
+        torch.save(tokens, tmp)
+        os.replace(tmp, tok_path)
+    return {split: [Piece(n, *(np.asarray(tokens[n][k]) for k in ("full", "melody", "harmony")))
+                    for n in manifest[split] if n in tokens]
+            for split in ("train", "val", "test")}
+
+
+def _tokenize_file(path: Path, tokenizer: REMI) -> dict[str, list[int]] | None:
+    try:
+        score = symusic.Score(str(path))
+    except Exception:  # unreadable files in a user folder are skipped, not fatal
+        return None
+    if score.note_num() == 0:
+        return None
+    melody, harmony = split_voices(score)
+    return {"full": encode(tokenizer, score), "melody": encode(tokenizer, melody),
+            "harmony": encode(tokenizer, harmony)}
+
+
+def pad_stack(seqs: list[np.ndarray], value: int) -> torch.Tensor:
+    """Right-pads 1-D int arrays to one (B, T) tensor."""
+    T = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), T), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out
+
+
+class TaskBatcher:
+    """Draws random training/eval batches for every task from a list of pieces."""
+
+    def __init__(self, pieces: list[Piece], table: TokenTable, data: DataConfig, seg_len: int,
+                 n_pos: int, augment: bool, seed: int = 0):
+        if not pieces:
+            raise ValueError("no pieces in this split")
+        self.pieces, self.table, self.data = pieces, table, data
+        self.seg_len, self.n_pos, self.augment = seg_len, n_pos, augment
+        self.rng = np.random.default_rng(seed)
+        self.pad = table.id("PAD_None")
+        self.bos, self.eos = table.id("BOS_None"), table.id("EOS_None")
+        self.mask = table.id("MASK_None")
+
+    def _piece(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = self.pieces[self.rng.integers(len(self.pieces))]
+        if not self.augment or self.data.transpose == 0:
+            return p.full, p.melody, p.harmony
+        for _ in range(4):
+            shift = int(self.rng.integers(-self.data.transpose, self.data.transpose + 1))
+            out = [transpose(x, shift, self.table) for x in (p.full, p.melody, p.harmony)]
+            if all(x is not None for x in out):
+                return out[0], out[1], out[2]
+        return p.full, p.melody, p.harmony
+
+    def _positions(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        pos, bar = position_ids(ids, self.table, self.n_pos)
+        return {"pos": pos, "bar": bar}
+
+    def lm(self, batch: int, length: int) -> dict[str, torch.Tensor]:
+        """Continuation batch: crops of ``length`` tokens starting at a Bar (or BOS)."""
+        seqs = []
+        for _ in range(batch):
+            full = np.concatenate([[self.bos], self._piece()[0], [self.eos]])
+            starts = np.concatenate([[0], bar_starts(full, self.table)])
+            starts = starts[starts < max(1, len(full) - length // 2)]
+            s = int(self.rng.choice(starts))
+            seqs.append(full[s: s + length + 1])
+        ids = pad_stack(seqs, self.pad)
+        inp, tgt = ids[:, :-1], ids[:, 1:].masked_fill(ids[:, 1:] == self.pad, IGNORE)
+        return {"ids": inp, "target": tgt, **self._positions(inp)}
+
+    def mlm(self, batch: int) -> dict[str, torch.Tensor]:
+        """Masked batch: each row masks at random, all pitches, or all durations (one mode each)."""
+        seqs, masks = [], []
+        for _ in range(batch):
+            full = self._piece()[0]
+            starts = bar_starts(full, self.table)
+            s = int(self.rng.choice(starts[starts < max(1, len(full) - self.data.mlm_len // 2)]))
+            crop = full[s: s + self.data.mlm_len]
+            seqs.append(crop)
+            masks.append(self.mask_for(crop, int(self.rng.integers(3))))
+        ids = pad_stack(seqs, self.pad)
+        mask = pad_stack(masks, 0).bool()
+        inp = ids.masked_fill(mask, self.mask)
+        return {"ids": inp, "target": ids.masked_fill(~mask, IGNORE), "pad": ids == self.pad,
+                **self._positions(inp)}
+
+    def mask_for(self, ids: np.ndarray, mode: int) -> np.ndarray:
+        """Mask of one sequence: mode 0 random 15 %, 1 every Pitch, 2 every Duration."""
+        if mode == 1:
+            return self.table.kind[ids] == K_PITCH
+        if mode == 2:
+            return self.table.kind[ids] == K_DUR
+        mask = self.rng.random(len(ids)) < 0.15
+        mask[self.rng.integers(len(ids))] = True  # at least one target per row
+        return mask
+
+    def seq2seq(self, batch: int, to_harmony: bool) -> dict[str, torch.Tensor]:
+        """Melody->harmony (or the reverse) batch over windows of ``window_bars`` bars."""
+        task = self.table.id("ToHarmony_None" if to_harmony else "ToMelody_None")
+        srcs, tgts = [], []
+        for _ in range(batch):
+            _, mel, har = self._piece()
+            src, tgt = window_pair(mel, har, self.table, self.data.window_bars, self.rng)
+            if not to_harmony:
+                src, tgt = tgt, src
+            max_src = self.data.max_src_len if to_harmony else self.data.max_tgt_len
+            max_tgt = self.data.max_tgt_len if to_harmony else self.data.max_src_len
+            srcs.append(src[:max_src])
+            tgts.append(np.concatenate([[task], tgt, [self.eos]])[: max_tgt + 1])
+        src_ids, tgt_ids = pad_stack(srcs, self.pad), pad_stack(tgts, self.pad)
+        inp, tgt = tgt_ids[:, :-1], tgt_ids[:, 1:].masked_fill(tgt_ids[:, 1:] == self.pad, IGNORE)
+        src_pos, src_bar = position_ids(src_ids, self.table, self.n_pos)
+        return {"src": src_ids, "src_pos": src_pos, "src_bar": src_bar,
+                "src_pad": src_ids == self.pad, "ids": inp, "target": tgt, **self._positions(inp)}
+
+
+def window_pair(mel: np.ndarray, har: np.ndarray, table: TokenTable, n_bars: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens of the same random ``n_bars`` bars from the melody and the harmony."""
+    mb, hb = bar_starts(mel, table), bar_starts(har, table)
+    total = min(len(mb), len(hb))
+    a = int(rng.integers(max(1, total - n_bars + 1)))
+    return bar_slice(mel, mb, a, a + n_bars), bar_slice(har, hb, a, a + n_bars)
+
+
+def bar_slice(ids: np.ndarray, starts: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Tokens of bars [a, b) given the Bar token indices ``starts``."""
+    end = starts[b] if b < len(starts) else len(ids)
+    return ids[starts[a]: end] if a < len(starts) else ids[:0]

@@ -1,0 +1,205 @@
+"""``python -m symbolic eval``: held-out likelihood vs an n-gram baseline, and generation metrics.
+
+All numbers come from the test split of the manifest (pieces never seen in training).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+
+import numpy as np
+import torch
+
+from symbolic import metrics as M
+from symbolic.api import Composer, UserError
+from symbolic.config import DataConfig
+from symbolic.data import Piece, bar_slice, load_pieces
+from symbolic.grammar import Grammar
+from symbolic.model import MusicTransformer, trim_memory
+from symbolic.ngram import NGram
+from symbolic.sample import SampleConfig, generate
+from symbolic.tokens import K_BAR, K_PITCH, TokenTable, bar_starts, decode, position_ids
+
+EVAL_SAMPLE = SampleConfig(pitch_temp=0.7, timing_temp=0.7, top_p=0.9)
+PROMPT_BARS, CONT_BARS = 4, 4
+
+
+@torch.no_grad()
+def model_nll(model: MusicTransformer, table: TokenTable, seq: list[int]) -> float:
+    """Summed NLL (nats) of ``seq[1:]``, read segment by segment with memory as in training."""
+    ids = torch.tensor([seq[:-1]])
+    tgt = torch.tensor([seq[1:]])
+    pos, bar = position_ids(ids, table, model.cfg.n_pos)
+    S, mem, total = model.cfg.seg_len, None, 0.0
+    for s in range(0, ids.shape[1], S):
+        h, mem = model.decode(ids[:, s:s + S], pos[:, s:s + S], bar[:, s:s + S], mem)
+        mem = trim_memory(mem, model.cfg.mem_len)
+        logp = torch.log_softmax(model.logits(h)[0].float(), -1)
+        total -= float(logp.gather(1, tgt[0, s:s + S, None]).sum())
+    return total
+
+
+def likelihood(composer: Composer, splits: dict[str, list[Piece]]) -> dict[str, float]:
+    """NLL/token and bits/note of the model and the best-order n-gram (picked on validation)."""
+    table, bos, eos = composer.table, composer.table.id("BOS_None"), composer.table.id("EOS_None")
+    wrap = [[bos, *p.full.tolist(), eos] for p in splits["test"]]
+    notes = sum(int((table.kind[p.full] == K_PITCH).sum()) for p in splits["test"])
+    tokens = sum(len(s) - 1 for s in wrap)
+    nll = sum(model_nll(composer.model, table, s) for s in wrap)
+    ngram = NGram(8, table.size).fit([[bos, *p.full.tolist(), eos] for p in splits["train"]])
+    val = [[bos, *p.full.tolist(), eos] for p in splits["val"] or splits["train"][:10]]
+    best = min(range(2, 9), key=lambda o: sum(ngram.nll(s, o)[0] for s in val))
+    ng = sum(ngram.nll(s, best)[0] for s in wrap)
+    return {"tokens": tokens, "notes": notes, "model_nll": nll / tokens,
+            "model_bpn": nll / math.log(2) / notes, "ngram_order": best,
+            "ngram_nll": ng / tokens, "ngram_bpn": ng / math.log(2) / notes}
+
+
+def chord_metrics(composer: Composer, pieces: list[Piece]) -> dict[str, float]:
+    """Melody->chords on held-out pieces against the real lower voices, per beat."""
+    acc, jac, root, tone_gen, tone_real = [], [], [], [], []
+    for i, p in enumerate(pieces):
+        sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, "seed": i})
+        har_ids = composer.seq2seq_tokens(p.melody.tolist(), True, sample)
+        gen = M.all_notes(decode(composer.tokenizer, har_ids))
+        real = M.all_notes(decode(composer.tokenizer, p.harmony.tolist()))
+        mel_score = decode(composer.tokenizer, p.melody.tolist())
+        mel, beat = M.all_notes(mel_score), mel_score.ticks_per_quarter
+        end = max(n.end for n in real + mel)
+        g_sets, r_sets = (M.beat_pitch_classes(x, 0, end, beat) for x in (gen, real))
+        for t, g, r in zip(range(0, end, beat), g_sets, r_sets, strict=True):
+            if not r:
+                continue
+            acc.append(g == r)
+            jac.append(M.jaccard(g, r))
+            bass = min(M.sounding(real, t), key=lambda n: n.pitch).pitch % 12
+            gen_now = M.sounding(gen, t)
+            gbass = min(gen_now, key=lambda n: n.pitch).pitch % 12 if gen_now else None
+            root.append(M.chord_root(g, gbass) == M.chord_root(r, bass))
+        for n in mel:
+            if n.time % beat == 0:
+                k = n.time // beat
+                if k < len(r_sets) and r_sets[k]:
+                    tone_gen.append(n.pitch % 12 in g_sets[k])
+                    tone_real.append(n.pitch % 12 in r_sets[k])
+    return {"pcset_acc": float(np.mean(acc)), "jaccard": float(np.mean(jac)),
+            "root_acc": float(np.mean(root)), "chord_tone_gen": float(np.mean(tone_gen)),
+            "chord_tone_real": float(np.mean(tone_real)), "beats": len(acc)}
+
+
+def _stats(score, bars: int) -> dict[str, float]:
+    """Continuation statistics of one decoded continuation of ``bars`` bars."""
+    notes = M.all_notes(score)
+    beat = score.ticks_per_quarter
+    sig = score.time_signatures[0] if len(score.time_signatures) else None
+    bar_ticks = beat * 4 * sig.numerator // sig.denominator if sig else 4 * beat
+    end = bars * bar_ticks
+    return {"pc_entropy": M.pitch_class_entropy(notes), "scale": M.scale_consistency(notes),
+            "groove": M.groove_consistency(notes, bar_ticks, 16),
+            "empty_beats": M.empty_beat_rate(notes, 0, end, beat),
+            "polyphony": M.polyphony(notes, 0, end, beat // 4)}
+
+
+def continuation_metrics(composer: Composer, pieces: list[Piece]) -> dict[str, dict]:
+    """Statistics of generated vs real continuations of the same 4-bar prompts."""
+    table, rows = composer.table, {"gen": [], "real": []}
+    for i, p in enumerate(pieces):
+        starts = bar_starts(p.full, table)
+        if len(starts) < PROMPT_BARS + CONT_BARS:
+            continue
+        prompt = [table.id("BOS_None"), *bar_slice(p.full, starts, 0, PROMPT_BARS).tolist()]
+        g = Grammar(table, exact=True)
+        for tok in prompt:
+            g.consume(tok)
+        g.max_bars = PROMPT_BARS + CONT_BARS
+        g.timesigs = [prompt[1 + s + 1] for s in bar_starts(np.asarray(prompt[1:]), table)]
+        g.timesigs += g.timesigs[-1:] * CONT_BARS
+        sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, "seed": i})
+        new = generate(composer.model, table, prompt, g, sample, max_new=128 * CONT_BARS)
+        first_bar = next((k for k, t in enumerate(new) if table.kind[t] == K_BAR), len(new))
+        real = bar_slice(p.full, starts, PROMPT_BARS, PROMPT_BARS + CONT_BARS).tolist()
+        rows["gen"].append(_stats(decode(composer.tokenizer, new[first_bar:]), CONT_BARS))
+        rows["real"].append(_stats(decode(composer.tokenizer, real), CONT_BARS))
+    out = {}
+    for key in rows["gen"][0] if rows["gen"] else []:
+        g = np.array([r[key] for r in rows["gen"]])
+        r = np.array([r[key] for r in rows["real"]])
+        ok = ~(np.isnan(g) | np.isnan(r))
+        out[key] = {"gen": float(g[ok].mean()), "real": float(r[ok].mean()),
+                    "mad": float(np.abs(g[ok] - r[ok]).mean())}
+    return {"prompts": len(rows["gen"]), "stats": out}
+
+
+def remix_metrics(composer: Composer, pieces: list[Piece]) -> dict[str, float]:
+    """Share of pieces whose kept dimension is identical after remix, and share of notes changed."""
+    kept: dict[str, list] = {"rhythm": [], "pitch": []}
+    changed: dict[str, list] = {"rhythm": [], "pitch": []}
+    for i, p in enumerate(pieces):
+        src = decode(composer.tokenizer, p.full.tolist())
+        for keep in kept:
+            out = composer.remix(src, keep, SampleConfig(seed=i))
+            kept[keep].append(_notes_key(src, keep) == _notes_key(out, keep))
+            a, b = Counter(_notes_key(src, "all")), Counter(_notes_key(out, "all"))
+            changed[keep].append(1 - sum((a & b).values()) / max(1, sum(a.values())))
+    return {f"{k}_kept": float(np.mean(v)) for k, v in kept.items()} | {
+        f"{k}_notes_changed": float(np.mean(v)) for k, v in changed.items()}
+
+
+def _notes_key(score, keep: str) -> list[tuple[int, ...]]:
+    """Sorted (onset, duration) for rhythm, (onset, pitch) for pitch, or all three."""
+    notes = M.all_notes(score)
+    if keep == "rhythm":
+        return sorted((n.time, n.duration) for n in notes)
+    if keep == "pitch":
+        return sorted((n.time, n.pitch) for n in notes)
+    return sorted((n.time, n.pitch, n.duration) for n in notes)
+
+
+def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, prompts: int,
+             seed: int = 0) -> dict:
+    """Runs every metric on the test split; ``pieces``/``prompts`` cap the generation metrics."""
+    torch.manual_seed(seed)
+    composer = Composer.load(model_path)
+    cfg = DataConfig(source="chorales", cache_dir=cache_dir) if data == "chorales" else \
+        DataConfig(source="folder", root=data, cache_dir=cache_dir)
+    splits = load_pieces(cfg, composer.tokenizer)
+    if not splits["test"]:
+        raise UserError("the test split is empty (too few pieces)")
+    test = splits["test"]
+    gen_pieces = test[:pieces] if pieces else test
+    report: dict = {"test_pieces": len(test)}
+    for name, fn, arg in (("likelihood", likelihood, splits),
+                          ("chords", chord_metrics, gen_pieces),
+                          ("continuation", continuation_metrics, test[:prompts]),
+                          ("remix", remix_metrics, gen_pieces[:4])):
+        start = time.time()
+        report[name] = fn(composer, arg)
+        report[name]["seconds"] = round(time.time() - start, 1)
+    return report
+
+
+def format_table(r: dict) -> str:
+    """The report as plain-text tables."""
+    lk, ch, co, rm = r["likelihood"], r["chords"], r["continuation"], r["remix"]
+    lines = [
+        f"held-out test split: {r['test_pieces']} pieces, {lk['tokens']} tokens, "
+        f"{lk['notes']} notes",
+        "model                 NLL/token (nats)  bits/note",
+        f"transformer           {lk['model_nll']:16.3f}  {lk['model_bpn']:9.2f}",
+        f"{lk['ngram_order']}-gram Witten-Bell    {lk['ngram_nll']:16.3f}  {lk['ngram_bpn']:9.2f}",
+        "",
+        f"melody->chords ({ch['beats']} beats): pc-set acc {ch['pcset_acc']:.3f}  "
+        f"jaccard {ch['jaccard']:.3f}  root acc {ch['root_acc']:.3f}  "
+        f"chord-tone rate {ch['chord_tone_gen']:.3f} (real harmony {ch['chord_tone_real']:.3f})",
+        "",
+        f"continuation ({co['prompts']} prompts of {PROMPT_BARS} bars, {CONT_BARS} bars each)",
+        "metric          generated   real    mean |diff|",
+    ]
+    for key, v in co["stats"].items():
+        lines.append(f"{key:14s}  {v['gen']:9.3f}  {v['real']:6.3f}  {v['mad']:9.3f}")
+    lines += ["", f"remix: rhythm kept {rm['rhythm_kept']:.0%} (notes changed "
+              f"{rm['rhythm_notes_changed']:.0%}), pitch kept {rm['pitch_kept']:.0%} "
+              f"(notes changed {rm['pitch_notes_changed']:.0%})"]
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""Symbolic music statistics on symusic scores (tick times at the score's resolution)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import symusic
+
+# Pitch-class sets of the 12 major and 12 natural-minor scales.
+_MAJOR = (0, 2, 4, 5, 7, 9, 11)
+_MINOR = (0, 2, 3, 5, 7, 8, 10)
+SCALES = [{(r + s) % 12 for s in steps} for steps in (_MAJOR, _MINOR) for r in range(12)]
+
+
+def all_notes(score: symusic.Score) -> list:
+    """Every non-drum note of the score."""
+    return [n for t in score.tracks if not t.is_drum for n in t.notes]
+
+
+def pitch_class_entropy(notes: list) -> float:
+    """Entropy (bits) of the pitch-class histogram; nan without notes."""
+    if not notes:
+        return math.nan
+    hist = np.bincount([n.pitch % 12 for n in notes], minlength=12) / len(notes)
+    hist = hist[hist > 0]
+    return float(-(hist * np.log2(hist)).sum())
+
+
+def scale_consistency(notes: list) -> float:
+    """Largest share of notes inside one major or minor scale."""
+    if not notes:
+        return math.nan
+    pcs = [n.pitch % 12 for n in notes]
+    return max(sum(pc in s for pc in pcs) for s in SCALES) / len(pcs)
+
+
+def groove_consistency(notes: list, bar_ticks: int, grid: int) -> float:
+    """1 - mean Hamming distance between onset patterns of neighbouring bars (``grid`` slots)."""
+    if not notes or bar_ticks <= 0:
+        return math.nan
+    n_bars = max(n.time for n in notes) // bar_ticks + 1
+    pattern = np.zeros((n_bars, grid), dtype=bool)
+    for n in notes:
+        pattern[n.time // bar_ticks, (n.time % bar_ticks) * grid // bar_ticks] = True
+    if n_bars < 2:
+        return math.nan
+    return float(1 - (pattern[1:] != pattern[:-1]).mean())
+
+
+def sounding(notes: list, t: int) -> list:
+    """Notes sounding at tick ``t``."""
+    return [n for n in notes if n.time <= t < n.time + n.duration]
+
+
+def empty_beat_rate(notes: list, start: int, end: int, beat: int) -> float:
+    """Share of beats in [start, end) where no note sounds."""
+    beats = range(start, end, beat)
+    if not beats:
+        return math.nan
+    return sum(not sounding(notes, t) for t in beats) / len(beats)
+
+
+def polyphony(notes: list, start: int, end: int, step: int) -> float:
+    """Mean number of sounding pitches over the time steps where at least one sounds."""
+    counts = [len({n.pitch for n in sounding(notes, t)}) for t in range(start, end, step)]
+    counts = [c for c in counts if c > 0]
+    return float(np.mean(counts)) if counts else math.nan
+
+
+def beat_pitch_classes(notes: list, start: int, end: int, beat: int) -> list[frozenset[int]]:
+    """Pitch-class set sounding at every beat onset in [start, end)."""
+    return [frozenset(n.pitch % 12 for n in sounding(notes, t)) for t in range(start, end, beat)]
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    """|a & b| / |a | b|, 1 when both are empty."""
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def chord_root(pcs: frozenset[int], bass: int | None) -> int | None:
+    """Root of a pitch-class set: the pc whose triad (root, third, fifth) covers most of the set.
+
+    Ties prefer the bass note's pitch class. None for an empty set.
+    """
+    if not pcs:
+        return None
+
+    def score(r: int) -> tuple[int, int, int]:
+        third = ((r + 3) % 12 in pcs) or ((r + 4) % 12 in pcs)
+        return (int(third) + int((r + 7) % 12 in pcs), int(r == bass), -r)
+
+    return max(pcs, key=score)

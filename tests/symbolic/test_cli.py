@@ -1,0 +1,120 @@
+"""Every CLI command on a tiny model writes valid MIDI; bad input gives one clean error line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import symusic
+
+from symbolic.cli import main
+from symbolic.tokens import build_tokenizer, merge_tracks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _read(path: Path) -> symusic.Score:
+    score = symusic.Score(str(path))
+    assert score.note_num() > 0
+    return score
+
+
+def _quarters(score, fields):
+    q = score.ticks_per_quarter
+    return Counter(tuple(getattr(n, f) / (q if f != "pitch" else 1) for f in fields)
+                   for t in score.tracks for n in t.notes)
+
+
+@pytest.fixture(scope="module")
+def melody_mid(chorale_paths, tmp_path_factory) -> Path:
+    """A one-track melody file: the soprano of a chorale, first 8 bars (two 4-bar windows)."""
+    score = symusic.Score(str(chorale_paths[1]))
+    score.tracks = score.tracks[:1]
+    sig = score.time_signatures[0]
+    score = score.clip(0, 8 * 4 * score.ticks_per_quarter * sig.numerator // sig.denominator)
+    path = tmp_path_factory.mktemp("midi") / "melody.mid"
+    score.dump_midi(str(path))
+    return path
+
+
+def test_continue_adds_the_bars(tiny_export, chorale_paths, tmp_path):
+    out = tmp_path / "cont.mid"
+    assert main(["continue", str(chorale_paths[0]), "-o", str(out), "--bars", "2",
+                 "--model", str(tiny_export)]) == 0
+    src, res = _read(chorale_paths[0]), _read(out)
+
+    def bar_of_last_onset(score) -> int:
+        sig = score.time_signatures[0]
+        bar = 4 * score.ticks_per_quarter * sig.numerator // sig.denominator
+        return max(n.time for t in score.tracks for n in t.notes) // bar
+
+    assert res.note_num() > src.note_num()
+    assert bar_of_last_onset(src) < bar_of_last_onset(res) <= bar_of_last_onset(src) + 2
+
+
+@pytest.mark.parametrize("command", ["harmonize", "melody"])
+def test_seq2seq_commands_write_two_tracks(command, tiny_export, melody_mid, tmp_path):
+    out = tmp_path / f"{command}.mid"
+    assert main([command, str(melody_mid), "-o", str(out), "--model", str(tiny_export)]) == 0
+    res = _read(out)
+    assert [t.name for t in res.tracks] == (["melody", "harmony"] if command == "harmonize"
+                                            else ["melody", "chords"])
+    given = res.tracks[0] if command == "harmonize" else res.tracks[1]
+    src = build_tokenizer().preprocess_score(merge_tracks(symusic.Score(str(melody_mid))))
+    assert len(given.notes) == src.note_num()  # the input part is passed through unchanged
+
+
+@pytest.mark.parametrize("keep,fields", [("rhythm", ("time", "duration")),
+                                         ("pitch", ("time", "pitch"))])
+def test_remix_keeps_what_it_promises(keep, fields, tiny_export, chorale_paths, tmp_path):
+    out = tmp_path / f"remix_{keep}.mid"
+    assert main(["remix", str(chorale_paths[0]), "--keep", keep, "-o", str(out),
+                 "--model", str(tiny_export), "--pitch-temp", "1.5", "--timing-temp", "1.5"]) == 0
+    src = build_tokenizer().preprocess_score(merge_tracks(symusic.Score(str(chorale_paths[0]))))
+    res = _read(out)
+    assert _quarters(res, fields) == _quarters(src, fields)
+    every = ("time", "pitch", "duration")
+    assert _quarters(res, every) != _quarters(src, every)  # and it did re-write something
+
+
+def test_train_command_resumes(cache_dir, tmp_path, tiny_overrides):
+    run = tmp_path / "run"
+    assert main(["train", *tiny_overrides(cache_dir, run, 2)]) == 0
+    assert main(["train", *tiny_overrides(cache_dir, run, 3)]) == 0
+    assert "step 3 " in (run / "log.txt").read_text().splitlines()[-1]
+    assert (run / "export.pt").is_file()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "symbolic", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _assert_clean_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_clean_errors_for_bad_input(tiny_export, chorale_paths, tmp_path):
+    text = tmp_path / "notes.mid"
+    text.write_text("not a midi file")
+    _assert_clean_error(_cli("harmonize", str(text), "--model", str(tiny_export)),
+                        "not a MIDI file")
+    empty = symusic.Score(480)
+    empty.tracks.append(symusic.Track("empty"))
+    empty.dump_midi(str(tmp_path / "empty.mid"))
+    _assert_clean_error(_cli("continue", str(tmp_path / "empty.mid"), "--model",
+                             str(tiny_export)), "no notes")
+    two = symusic.Score(str(chorale_paths[0]))
+    drums = symusic.Track("drums", is_drum=True)
+    drums.notes.append(symusic.Note(0, 480, 36, 100))
+    two.tracks = [two.tracks[0], drums]
+    two.dump_midi(str(tmp_path / "two.mid"))
+    _assert_clean_error(_cli("harmonize", str(tmp_path / "two.mid"), "--track", "1", "--model",
+                             str(tiny_export)), "track 1 has no")
+    assert not list(tmp_path.glob("*.harmonize.mid"))  # nothing half-written
