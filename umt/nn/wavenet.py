@@ -141,17 +141,33 @@ class _DecoderLayer(nn.Module):
         res, skip = self.out(g).split([self.residual, self.out.out_features - self.residual], -1)
         return h + res, skip
 
+    @torch.no_grad()
     def step(
-        self, h: torch.Tensor, cond: torch.Tensor, cache: torch.Tensor, slot: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step. h: (B, R); cond: (B, 2G); cache: (dilation, B, R) ring of past inputs."""
-        w = self.conv.weight  # (2, 2G, R): tap 0 sees t - dilation, tap 1 sees t
-        a = torch.addmm(cond + self.conv.bias, cache[slot], w[0].t())
-        a = torch.addmm(a, h, w[1].t())
-        cache[slot] = h
-        g = torch.tanh(a[:, : self.gate]) * torch.sigmoid(a[:, self.gate :])
-        res, skip = self.out(g).split([self.residual, self.out.out_features - self.residual], -1)
-        return h + res, skip
+        self,
+        h: torch.Tensor,
+        past: torch.Tensor,
+        cond: torch.Tensor,
+        skip: torch.Tensor,
+        out: torch.Tensor | None,
+    ) -> None:
+        """One time step, written into preallocated buffers (no allocation but the gate's).
+
+        Args:
+            h: (B, R) this layer's input at t.
+            past: (B, R) its input at ``t - dilation``.
+            cond: (B, 2G) conditioning of the current frame plus the conv bias.
+            skip: (B, S) running sum of the skip outputs, updated in place.
+            out: (B, R) receives ``h + res`` (the next layer's input); None for the last layer,
+                whose residual output nothing reads.
+        """
+        w, r = self.conv.weight, self.residual  # w: (2, 2G, R); tap 0 sees t - dilation
+        a = torch.addmm(cond, past, w[0].t())
+        a.addmm_(h, w[1].t())
+        g = a[:, : self.gate].tanh_().mul_(a[:, self.gate :].sigmoid_())  # (B, G) strided view
+        skip.addmm_(g, self.out.weight[r:].t())
+        if out is not None:
+            torch.add(h, self.out.bias[:r], out=out)
+            out.addmm_(g, self.out.weight[:r].t())
 
 
 class Decoder(nn.Module):
@@ -180,7 +196,7 @@ class Decoder(nn.Module):
         self.head1 = nn.Linear(cfg.skip, cfg.skip)
         self.head2 = nn.Linear(cfg.skip, cfg.classes)
         self.activation_checkpointing = False
-        self._caches: list[torch.Tensor] | None = None
+        self._state: dict | None = None
         self._t = 0
 
     @property
@@ -235,34 +251,71 @@ class Decoder(nn.Module):
 
     @contextmanager
     def streaming(self, batch: int) -> Iterator[None]:
-        """Generation mode: per-layer ring buffers of past activations, reset on entry."""
+        """Generation mode: every layer's past inputs in one ring buffer, reset on entry.
+
+        Layer i keeps its last ``dilation_i`` inputs in rows ``offset_i .. offset_i + dilation_i``
+        of one (sum of dilations, B, R) buffer, so a step reads all layers' delayed inputs with
+        one gather and stores the new ones with one scatter.
+        """
         p = self.embed.weight
-        self._caches = [
-            torch.zeros(layer.dilation, batch, self.cfg.residual, device=p.device, dtype=p.dtype)
-            for layer in self.layers
-        ]
+        R, L = self.cfg.residual, len(self.layers)
+        dil = torch.tensor([layer.dilation for layer in self.layers], device=p.device)
+        self._state = {
+            "dil": dil,
+            "offset": torch.cumsum(dil, 0) - dil,
+            "ring": torch.zeros(int(dil.sum()), batch, R, device=p.device, dtype=p.dtype),
+            "inputs": torch.empty(L, batch, R, device=p.device, dtype=p.dtype),  # (L, B, R)
+            "skip": torch.empty(batch, self.cfg.skip, device=p.device, dtype=p.dtype),
+            "skip_bias": sum(layer.out.bias[R:] for layer in self.layers).detach(),
+            "conv_bias": torch.stack([layer.conv.bias for layer in self.layers]).detach(),
+            "cond": None,
+        }
         self._t = 0
         try:
             yield
         finally:
-            self._caches = None
+            self._state = None
 
-    def step(self, prev: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def set_condition(self, cond: torch.Tensor) -> None:
+        """Condition the next steps on one latent frame, inside :meth:`streaming`.
+
+        Args:
+            cond: (B, layers, 2 * gate), one frame of :meth:`project_condition`.
+        """
+        st = self._streaming_state()
+        # (L, B, 2G) with the conv biases folded in: once per frame, not once per step.
+        st["cond"] = (cond.transpose(0, 1) + st["conv_bias"].unsqueeze(1)).contiguous()
+
+    def _streaming_state(self) -> dict:
+        if self._state is None:
+            raise RuntimeError("Decoder.step must run inside `with decoder.streaming(batch):`")
+        return self._state
+
+    @torch.no_grad()
+    def step(self, prev: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for the next sample, inside :meth:`streaming`.
 
         Args:
             prev: (B,) int64 class of the previous sample (``SILENCE`` at the first step).
-            cond: (B, layers, 2 * gate), the current frame of :meth:`project_condition`.
+            cond: (B, layers, 2 * gate), the current frame of :meth:`project_condition`; None
+                keeps the frame of the last :meth:`set_condition` (the fast way: once per frame).
 
         Returns:
             (B, classes) logits.
         """
-        if self._caches is None:
-            raise RuntimeError("Decoder.step must run inside `with decoder.streaming(batch):`")
-        h = self.embed(prev)
-        skip = 0
-        for i, (layer, cache) in enumerate(zip(self.layers, self._caches, strict=True)):
-            h, s = layer.step(h, cond[:, i], cache, self._t % layer.dilation)
-            skip = skip + s
+        st = self._streaming_state()
+        if cond is not None:
+            self.set_condition(cond)
+        if st["cond"] is None:
+            raise RuntimeError("Decoder.step needs a conditioning frame (set_condition)")
+        slots = st["offset"] + self._t % st["dil"]  # (L,) ring rows holding t - dilation
+        past = st["ring"].index_select(0, slots)  # (L, B, R)
+        h, skip, last = st["inputs"], st["skip"], len(self.layers) - 1
+        torch.index_select(self.embed.weight, 0, prev, out=h[0])
+        skip.copy_(st["skip_bias"])
+        for i, layer in enumerate(self.layers):
+            layer.step(h[i], past[i], st["cond"][i], skip, h[i + 1] if i < last else None)
+        st["ring"].index_copy_(0, slots, h)
         self._t += 1
         return self.head2(F.relu(self.head1(F.relu(skip))))
