@@ -141,33 +141,42 @@ class _DecoderLayer(nn.Module):
         res, skip = self.out(g).split([self.residual, self.out.out_features - self.residual], -1)
         return h + res, skip
 
-    @torch.no_grad()
-    def step(
-        self,
-        h: torch.Tensor,
-        past: torch.Tensor,
-        cond: torch.Tensor,
-        skip: torch.Tensor,
-        out: torch.Tensor | None,
-    ) -> None:
-        """One time step, written into preallocated buffers (no allocation but the gate's).
+    def step_views(self) -> tuple[torch.Tensor, ...]:
+        """Views of this layer's weights in the layout :func:`_layer_step` reads (no copies)."""
+        w, r = self.conv.weight.detach(), self.residual  # w: (2, 2G, R); tap 0 sees t - dilation
+        out_w, out_b = self.out.weight.detach(), self.out.bias.detach()
+        return w[0].t(), w[1].t(), out_w[r:].t(), out_w[:r].t(), out_b[:r]
 
-        Args:
-            h: (B, R) this layer's input at t.
-            past: (B, R) its input at ``t - dilation``.
-            cond: (B, 2G) conditioning of the current frame plus the conv bias.
-            skip: (B, S) running sum of the skip outputs, updated in place.
-            out: (B, R) receives ``h + res`` (the next layer's input); None for the last layer,
-                whose residual output nothing reads.
-        """
-        w, r = self.conv.weight, self.residual  # w: (2, 2G, R); tap 0 sees t - dilation
-        a = torch.addmm(cond, past, w[0].t())
-        a.addmm_(h, w[1].t())
-        g = a[:, : self.gate].tanh_().mul_(a[:, self.gate :].sigmoid_())  # (B, G) strided view
-        skip.addmm_(g, self.out.weight[r:].t())
-        if out is not None:
-            torch.add(h, self.out.bias[:r], out=out)
-            out.addmm_(g, self.out.weight[:r].t())
+
+def _layer_step(
+    h: torch.Tensor,
+    past: torch.Tensor,
+    cond: torch.Tensor,
+    skip: torch.Tensor,
+    out: torch.Tensor | None,
+    views: tuple[torch.Tensor, ...],
+    gate: int,
+) -> None:
+    """One time step of one decoder layer, into preallocated buffers.
+
+    Args:
+        h: (B, R) the layer's input at t.
+        past: (B, R) its input at ``t - dilation``.
+        cond: (B, 2G) conditioning of the current frame plus the conv bias.
+        skip: (B, S) running sum of the skip outputs, updated in place.
+        out: (B, R) receives ``h + res`` (the next layer's input); None for the last layer,
+            whose residual output nothing reads.
+        views: :meth:`_DecoderLayer.step_views`.
+        gate: Gate channels G.
+    """
+    w_past, w_now, w_skip, w_res, b_res = views
+    a = torch.addmm(cond, past, w_past)  # (B, 2G)
+    a.addmm_(h, w_now)
+    g = a[:, :gate].tanh_().mul_(a[:, gate:].sigmoid_())  # (B, G) strided view
+    skip.addmm_(g, w_skip)
+    if out is not None:
+        torch.add(h, b_res, out=out)
+        out.addmm_(g, w_res)
 
 
 class Decoder(nn.Module):
@@ -196,7 +205,7 @@ class Decoder(nn.Module):
         self.head1 = nn.Linear(cfg.skip, cfg.skip)
         self.head2 = nn.Linear(cfg.skip, cfg.classes)
         self.activation_checkpointing = False
-        self._state: dict | None = None
+        self._state: _Stream | None = None
         self._t = 0
 
     @property
@@ -251,30 +260,17 @@ class Decoder(nn.Module):
 
     @contextmanager
     def streaming(self, batch: int) -> Iterator[None]:
-        """Generation mode: every layer's past inputs in one ring buffer, reset on entry.
-
-        Layer i keeps its last ``dilation_i`` inputs in rows ``offset_i .. offset_i + dilation_i``
-        of one (sum of dilations, B, R) buffer, so a step reads all layers' delayed inputs with
-        one gather and stores the new ones with one scatter.
-        """
-        p = self.embed.weight
-        R, L = self.cfg.residual, len(self.layers)
-        dil = torch.tensor([layer.dilation for layer in self.layers], device=p.device)
-        self._state = {
-            "dil": dil,
-            "offset": torch.cumsum(dil, 0) - dil,
-            "ring": torch.zeros(int(dil.sum()), batch, R, device=p.device, dtype=p.dtype),
-            "inputs": torch.empty(L, batch, R, device=p.device, dtype=p.dtype),  # (L, B, R)
-            "skip": torch.empty(batch, self.cfg.skip, device=p.device, dtype=p.dtype),
-            "skip_bias": sum(layer.out.bias[R:] for layer in self.layers).detach(),
-            "conv_bias": torch.stack([layer.conv.bias for layer in self.layers]).detach(),
-            "cond": None,
-        }
-        self._t = 0
+        """Generation mode: buffers for ``batch`` sequences (:class:`_Stream`), reset on entry."""
+        self._state = _Stream(self, batch)
         try:
             yield
         finally:
             self._state = None
+
+    def _stream(self) -> _Stream:
+        if self._state is None:
+            raise RuntimeError("Decoder.step must run inside `with decoder.streaming(batch):`")
+        return self._state
 
     @torch.no_grad()
     def set_condition(self, cond: torch.Tensor) -> None:
@@ -283,14 +279,10 @@ class Decoder(nn.Module):
         Args:
             cond: (B, layers, 2 * gate), one frame of :meth:`project_condition`.
         """
-        st = self._streaming_state()
+        st = self._stream()
         # (L, B, 2G) with the conv biases folded in: once per frame, not once per step.
-        st["cond"] = (cond.transpose(0, 1) + st["conv_bias"].unsqueeze(1)).contiguous()
-
-    def _streaming_state(self) -> dict:
-        if self._state is None:
-            raise RuntimeError("Decoder.step must run inside `with decoder.streaming(batch):`")
-        return self._state
+        torch.add(cond.transpose(0, 1), st.conv_bias, out=st.cond)
+        st.has_cond = True
 
     @torch.no_grad()
     def step(self, prev: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -304,18 +296,48 @@ class Decoder(nn.Module):
         Returns:
             (B, classes) logits.
         """
-        st = self._streaming_state()
+        st = self._stream()
         if cond is not None:
             self.set_condition(cond)
-        if st["cond"] is None:
+        if not st.has_cond:
             raise RuntimeError("Decoder.step needs a conditioning frame (set_condition)")
-        slots = st["offset"] + self._t % st["dil"]  # (L,) ring rows holding t - dilation
-        past = st["ring"].index_select(0, slots)  # (L, B, R)
-        h, skip, last = st["inputs"], st["skip"], len(self.layers) - 1
-        torch.index_select(self.embed.weight, 0, prev, out=h[0])
-        skip.copy_(st["skip_bias"])
-        for i, layer in enumerate(self.layers):
-            layer.step(h[i], past[i], st["cond"][i], skip, h[i + 1] if i < last else None)
-        st["ring"].index_copy_(0, slots, h)
-        self._t += 1
-        return self.head2(F.relu(self.head1(F.relu(skip))))
+        slots = st.offset + st.t % st.dil  # (L,) ring rows holding each layer's t - dilation
+        torch.index_select(st.ring, 0, slots, out=st.past)  # (L, B, R)
+        torch.index_select(self.embed.weight, 0, prev, out=st.inputs[0])
+        st.skip.copy_(st.skip_bias)
+        for args in st.layer_args:
+            _layer_step(*args)
+        st.ring.index_copy_(0, slots, st.inputs)
+        st.t += 1
+        return self.head2(F.relu(self.head1(F.relu(st.skip))))
+
+
+class _Stream:
+    """Buffers of one streaming session of a :class:`Decoder`.
+
+    Layer i keeps its last ``dilation_i`` inputs in rows ``offset_i .. offset_i + dilation_i`` of
+    one (sum of dilations, B, R) ring, so a step reads every layer's delayed input with one
+    gather and stores the new inputs with one scatter. Each layer's arguments are views made
+    once here, because at small batch the Python cost of slicing per step dominates.
+    """
+
+    def __init__(self, dec: Decoder, batch: int) -> None:
+        p = dec.embed.weight
+        kw = {"device": p.device, "dtype": p.dtype}
+        R, G, L = dec.cfg.residual, dec.cfg.gate, len(dec.layers)
+        self.dil = torch.tensor([layer.dilation for layer in dec.layers], device=p.device)
+        self.offset = torch.cumsum(self.dil, 0) - self.dil
+        self.ring = torch.zeros(int(self.dil.sum()), batch, R, **kw)
+        self.inputs = torch.empty(L, batch, R, **kw)  # each layer's input at t
+        self.past = torch.empty(L, batch, R, **kw)  # each layer's input at t - dilation
+        self.cond = torch.empty(L, batch, 2 * G, **kw)
+        self.skip = torch.empty(batch, dec.cfg.skip, **kw)
+        with torch.no_grad():
+            self.skip_bias = sum(layer.out.bias[R:] for layer in dec.layers)
+            self.conv_bias = torch.stack([layer.conv.bias for layer in dec.layers]).unsqueeze(1)
+        self.has_cond, self.t = False, 0
+        self.layer_args = [
+            (self.inputs[i], self.past[i], self.cond[i], self.skip,
+             self.inputs[i + 1] if i < L - 1 else None, layer.step_views(), G)
+            for i, layer in enumerate(dec.layers)
+        ]
