@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from umt.audio import SAMPLE_RATE  # noqa: E402
 from umt.config import ModelConfig, to_dataclass  # noqa: E402
-from umt.generate import max_batch, sample  # noqa: E402
+from umt.generate import cpu_threads, max_batch, sample  # noqa: E402
 from umt.nn.wavenet import SILENCE, Decoder  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "umt" / "model"
@@ -64,7 +64,7 @@ def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device) -> f
     cond = torch.randn(batch, L, 2 * G, device=device)
     noise = torch.rand(steps + 2, batch, device=device)
     prev = torch.full((batch,), SILENCE, device=device)
-    with torch.inference_mode(), dec.streaming(batch):
+    with torch.inference_mode(), cpu_threads(batch, device), dec.streaming(batch):
         dec.set_condition(cond)
         for t in range(2):  # warm-up: allocator, kernel selection
             prev = sample(dec.step(prev), noise[t], 1.0)
@@ -113,7 +113,8 @@ def bench_config(name: str, device: torch.device, args: argparse.Namespace, peak
         work = fps * (dec.receptive_field if mode == "naive" else 1)
         rows.append({
             "config": name, "device": device_name(device), "mode": mode, "batch": b,
-            "samples_per_s": round(rate, 1), "realtime_factor": round(rate / SAMPLE_RATE, 4),
+            "samples_per_s": float(f"{rate:.4g}"),
+            "realtime_factor": float(f"{rate / SAMPLE_RATE:.3g}"),
             "gflops": round(rate * work / 1e9, 2), "peak_gflops": round(peak, 1),
             "pct_peak": round(100 * rate * work / 1e9 / peak, 1),
             "vs_naive": round(rate / naive, 1), "mflop_per_sample": round(work / 1e6, 2),

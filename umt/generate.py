@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,22 @@ Progress = Callable[[int, int], None]  # (steps done, steps in all)
 # Batch caps: on CPU a larger batch stops paying once the caches leave the last-level cache.
 MAX_BATCH = {"cpu": 256, "cuda": 4096}
 MEMORY_FRACTION = 0.25  # of the available memory, for the generation buffers
+# Below this batch a step's matmuls are too small to split across CPU threads, and every split
+# op syncs the threads: on a loaded 2-core machine, paper size at batch 1 ran at 1.7 samples/s
+# with 2 threads and 171 samples/s with 1 (bench/generate.py).
+SINGLE_THREAD_BELOW = 32
+
+
+@contextmanager
+def cpu_threads(batch: int, device: torch.device) -> Iterator[None]:
+    """One intra-op thread for small CPU batches, torch's setting otherwise."""
+    before = torch.get_num_threads()
+    if device.type == "cpu" and batch < SINGLE_THREAD_BELOW:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -172,7 +189,7 @@ def generate_group(
     noise = noise.t().contiguous().to(dev)  # (steps, B): row t is read at step t
     out = torch.empty(steps, B, dtype=torch.long, device=dev)
     prev = torch.full((B,), SILENCE, dtype=torch.long, device=dev)
-    with torch.inference_mode(), decoder.streaming(B):
+    with torch.inference_mode(), cpu_threads(B, dev), decoder.streaming(B):
         for f in range(steps // pool):
             decoder.set_condition(decoder.project_condition(_frames(z, starts, f, pool))[0])
             for t in range(f * pool, (f + 1) * pool):
