@@ -32,3 +32,17 @@ def toy_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_cfg() -> ModelConfig:
     return model_config("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_export(toy_root, tmp_path_factory) -> Path:
+    """A tiny model trained for two steps on the toy data and exported (instruments saw, sine)."""
+    from test_train import _cfg
+
+    from umt.export import export
+    from umt.train import fit
+    from umt.trainer import Trainer
+
+    tmp = tmp_path_factory.mktemp("tiny_export")
+    fit(Trainer(_cfg(toy_root, tmp, max_steps=2), tmp / "run"))
+    return Path(export(tmp / "run", tmp / "model.pt")["path"])

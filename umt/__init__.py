@@ -1,5 +1,21 @@
 """umt: a universal music translation network (Mor et al., 2018)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from umt.errors import UmtError
 
-__all__ = ["UmtError"]
+if TYPE_CHECKING:
+    from umt.inference import Translator
+
+__all__ = ["Translator", "UmtError"]
+
+
+def __getattr__(name: str) -> Any:
+    # `import umt` stays cheap (no torch); the model stack loads on first use of Translator.
+    if name == "Translator":
+        from umt.inference import Translator
+
+        return Translator
+    raise AttributeError(f"module 'umt' has no attribute {name!r}")

@@ -141,17 +141,42 @@ class _DecoderLayer(nn.Module):
         res, skip = self.out(g).split([self.residual, self.out.out_features - self.residual], -1)
         return h + res, skip
 
-    def step(
-        self, h: torch.Tensor, cond: torch.Tensor, cache: torch.Tensor, slot: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step. h: (B, R); cond: (B, 2G); cache: (dilation, B, R) ring of past inputs."""
-        w = self.conv.weight  # (2, 2G, R): tap 0 sees t - dilation, tap 1 sees t
-        a = torch.addmm(cond + self.conv.bias, cache[slot], w[0].t())
-        a = torch.addmm(a, h, w[1].t())
-        cache[slot] = h
-        g = torch.tanh(a[:, : self.gate]) * torch.sigmoid(a[:, self.gate :])
-        res, skip = self.out(g).split([self.residual, self.out.out_features - self.residual], -1)
-        return h + res, skip
+    def step_views(self) -> tuple[torch.Tensor, ...]:
+        """Views of this layer's weights in the layout :func:`_layer_step` reads (no copies)."""
+        w, r = self.conv.weight.detach(), self.residual  # w: (2, 2G, R); tap 0 sees t - dilation
+        out_w, out_b = self.out.weight.detach(), self.out.bias.detach()
+        return w[0].t(), w[1].t(), out_w[r:].t(), out_w[:r].t(), out_b[:r]
+
+
+def _layer_step(
+    h: torch.Tensor,
+    past: torch.Tensor,
+    cond: torch.Tensor,
+    skip: torch.Tensor,
+    out: torch.Tensor | None,
+    views: tuple[torch.Tensor, ...],
+    gate: int,
+) -> None:
+    """One time step of one decoder layer, into preallocated buffers.
+
+    Args:
+        h: (B, R) the layer's input at t.
+        past: (B, R) its input at ``t - dilation``.
+        cond: (B, 2G) conditioning of the current frame plus the conv bias.
+        skip: (B, S) running sum of the skip outputs, updated in place.
+        out: (B, R) receives ``h + res`` (the next layer's input); None for the last layer,
+            whose residual output nothing reads.
+        views: :meth:`_DecoderLayer.step_views`.
+        gate: Gate channels G.
+    """
+    w_past, w_now, w_skip, w_res, b_res = views
+    a = torch.addmm(cond, past, w_past)  # (B, 2G)
+    a.addmm_(h, w_now)
+    g = a[:, :gate].tanh_().mul_(a[:, gate:].sigmoid_())  # (B, G) strided view
+    skip.addmm_(g, w_skip)
+    if out is not None:
+        torch.add(h, b_res, out=out)
+        out.addmm_(g, w_res)
 
 
 class Decoder(nn.Module):
@@ -180,7 +205,7 @@ class Decoder(nn.Module):
         self.head1 = nn.Linear(cfg.skip, cfg.skip)
         self.head2 = nn.Linear(cfg.skip, cfg.classes)
         self.activation_checkpointing = False
-        self._caches: list[torch.Tensor] | None = None
+        self._state: _Stream | None = None
         self._t = 0
 
     @property
@@ -235,34 +260,84 @@ class Decoder(nn.Module):
 
     @contextmanager
     def streaming(self, batch: int) -> Iterator[None]:
-        """Generation mode: per-layer ring buffers of past activations, reset on entry."""
-        p = self.embed.weight
-        self._caches = [
-            torch.zeros(layer.dilation, batch, self.cfg.residual, device=p.device, dtype=p.dtype)
-            for layer in self.layers
-        ]
-        self._t = 0
+        """Generation mode: buffers for ``batch`` sequences (:class:`_Stream`), reset on entry."""
+        self._state = _Stream(self, batch)
         try:
             yield
         finally:
-            self._caches = None
+            self._state = None
 
-    def step(self, prev: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def _stream(self) -> _Stream:
+        if self._state is None:
+            raise RuntimeError("Decoder.step must run inside `with decoder.streaming(batch):`")
+        return self._state
+
+    @torch.no_grad()
+    def set_condition(self, cond: torch.Tensor) -> None:
+        """Condition the next steps on one latent frame, inside :meth:`streaming`.
+
+        Args:
+            cond: (B, layers, 2 * gate), one frame of :meth:`project_condition`.
+        """
+        st = self._stream()
+        # (L, B, 2G) with the conv biases folded in: once per frame, not once per step.
+        torch.add(cond.transpose(0, 1), st.conv_bias, out=st.cond)
+        st.has_cond = True
+
+    @torch.no_grad()
+    def step(self, prev: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for the next sample, inside :meth:`streaming`.
 
         Args:
             prev: (B,) int64 class of the previous sample (``SILENCE`` at the first step).
-            cond: (B, layers, 2 * gate), the current frame of :meth:`project_condition`.
+            cond: (B, layers, 2 * gate), the current frame of :meth:`project_condition`; None
+                keeps the frame of the last :meth:`set_condition` (the fast way: once per frame).
 
         Returns:
             (B, classes) logits.
         """
-        if self._caches is None:
-            raise RuntimeError("Decoder.step must run inside `with decoder.streaming(batch):`")
-        h = self.embed(prev)
-        skip = 0
-        for i, (layer, cache) in enumerate(zip(self.layers, self._caches, strict=True)):
-            h, s = layer.step(h, cond[:, i], cache, self._t % layer.dilation)
-            skip = skip + s
-        self._t += 1
-        return self.head2(F.relu(self.head1(F.relu(skip))))
+        st = self._stream()
+        if cond is not None:
+            self.set_condition(cond)
+        if not st.has_cond:
+            raise RuntimeError("Decoder.step needs a conditioning frame (set_condition)")
+        slots = st.offset + st.t % st.dil  # (L,) ring rows holding each layer's t - dilation
+        torch.index_select(st.ring, 0, slots, out=st.past)  # (L, B, R)
+        torch.index_select(self.embed.weight, 0, prev, out=st.inputs[0])
+        st.skip.copy_(st.skip_bias)
+        for args in st.layer_args:
+            _layer_step(*args)
+        st.ring.index_copy_(0, slots, st.inputs)
+        st.t += 1
+        return self.head2(F.relu(self.head1(F.relu(st.skip))))
+
+
+class _Stream:
+    """Buffers of one streaming session of a :class:`Decoder`.
+
+    Layer i keeps its last ``dilation_i`` inputs in rows ``offset_i .. offset_i + dilation_i`` of
+    one (sum of dilations, B, R) ring, so a step reads every layer's delayed input with one
+    gather and stores the new inputs with one scatter. Each layer's arguments are views made
+    once here, because at small batch the Python cost of slicing per step dominates.
+    """
+
+    def __init__(self, dec: Decoder, batch: int) -> None:
+        p = dec.embed.weight
+        kw = {"device": p.device, "dtype": p.dtype}
+        R, G, L = dec.cfg.residual, dec.cfg.gate, len(dec.layers)
+        self.dil = torch.tensor([layer.dilation for layer in dec.layers], device=p.device)
+        self.offset = torch.cumsum(self.dil, 0) - self.dil
+        self.ring = torch.zeros(int(self.dil.sum()), batch, R, **kw)
+        self.inputs = torch.empty(L, batch, R, **kw)  # each layer's input at t
+        self.past = torch.empty(L, batch, R, **kw)  # each layer's input at t - dilation
+        self.cond = torch.empty(L, batch, 2 * G, **kw)
+        self.skip = torch.empty(batch, dec.cfg.skip, **kw)
+        with torch.no_grad():
+            self.skip_bias = sum(layer.out.bias[R:] for layer in dec.layers)
+            self.conv_bias = torch.stack([layer.conv.bias for layer in dec.layers]).unsqueeze(1)
+        self.has_cond, self.t = False, 0
+        self.layer_args = [
+            (self.inputs[i], self.past[i], self.cond[i], self.skip,
+             self.inputs[i + 1] if i < L - 1 else None, layer.step_views(), G)
+            for i, layer in enumerate(dec.layers)
+        ]

@@ -1,0 +1,168 @@
+"""Generation speed of the WaveNet decoders against the naive generator and the matmul peak.
+
+    python bench/generate.py [--quick] [--json] [--device cpu|cuda] [--configs tiny paper]
+
+For each shipped size: cached streaming at batch 1, chunk-batched streaming (the batch a long
+file runs at), and the naive generator the reference code used (a full forward pass over the
+receptive field per sample; timed on a few samples only). ``gflops`` is the arithmetic rate
+reached, from the FLOPs per sample that the config implies; ``peak_gflops`` the fp32 matmul rate
+this machine measures right now, so ``pct_peak`` is comparable across machines and loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from umt.audio import SAMPLE_RATE  # noqa: E402
+from umt.config import ModelConfig, to_dataclass  # noqa: E402
+from umt.generate import cpu_threads, max_batch, sample  # noqa: E402
+from umt.nn.wavenet import SILENCE, Decoder  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "umt" / "model"
+
+
+def flops_per_sample(cfg: ModelConfig) -> float:
+    """Multiply-adds x 2 of one cached generation step (conditioning amortised per frame)."""
+    d, layers = cfg.decoder, cfg.decoder.blocks * cfg.decoder.layers
+    per_layer = 2 * (2 * d.residual) * (2 * d.gate) + 2 * d.gate * (d.residual + d.skip)
+    head = 2 * d.skip * d.skip + 2 * d.skip * d.classes
+    cond = 2 * cfg.encoder.latent_dim * layers * 2 * d.gate / cfg.encoder.pool
+    return layers * per_layer + head + cond
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float = 1.0) -> float:
+    """GFLOP/s of square n x n matmuls, best of repeated runs for ~``seconds``."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    best, end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < end or best == float("inf"):
+        _sync(device)
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device) -> float:
+    """Samples/s of streaming generation with sampling, ``batch`` sequences in lock-step."""
+    L, G = len(dec.layers), dec.cfg.gate
+    cond = torch.randn(batch, L, 2 * G, device=device)
+    noise = torch.rand(steps + 2, batch, device=device)
+    prev = torch.full((batch,), SILENCE, device=device)
+    with torch.inference_mode(), cpu_threads(batch, device), dec.streaming(batch):
+        dec.set_condition(cond)
+        for t in range(2):  # warm-up: allocator, kernel selection
+            prev = sample(dec.step(prev), noise[t], 1.0)
+        _sync(device)
+        t0 = time.perf_counter()
+        for t in range(2, steps + 2):
+            prev = sample(dec.step(prev), noise[t], 1.0)
+        _sync(device)
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def naive_rate(dec: Decoder, samples: int, device: torch.device) -> float:
+    """Samples/s of the uncached generator: one full forward over the receptive field each."""
+    rf = dec.receptive_field
+    q = torch.full((1, rf), SILENCE, device=device)
+    z = torch.randn(1, dec.cond.in_features, -(-rf // dec.pool), device=device)
+    with torch.inference_mode():
+        dec(q, z)  # warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(samples):
+            logits = dec(q, z)[-1]  # (1, classes): only the last position is new
+            nxt = sample(logits, torch.rand(1, device=device), 1.0)
+            q = torch.cat([q[:, 1:], nxt[:, None]], 1)
+        _sync(device)
+    return samples / (time.perf_counter() - t0)
+
+
+def bench_config(name: str, device: torch.device, args: argparse.Namespace, peak: float
+                 ) -> list[dict]:
+    cfg = to_dataclass(ModelConfig, yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()))
+    torch.manual_seed(0)
+    dec = Decoder(cfg.decoder, cfg.encoder.latent_dim, cfg.encoder.pool).eval().to(device)
+    fps = flops_per_sample(cfg)
+    batch = args.batch or max_batch(dec, 32_000, device)
+    quick = args.quick
+    runs = [
+        ("naive", 1, naive_rate(dec, 1 if quick or name == "release" else 3, device)),
+        ("cached", 1, cached_rate(dec, 1, 100 if quick else 400, device)),
+        ("chunk-batched", batch, cached_rate(dec, batch, 8 if quick else 24, device)),
+    ]
+    naive = runs[0][2]
+    rows = []
+    for mode, b, rate in runs:
+        # The naive generator recomputes the whole receptive field for every sample.
+        work = fps * (dec.receptive_field if mode == "naive" else 1)
+        rows.append({
+            "config": name, "device": device_name(device), "mode": mode, "batch": b,
+            "samples_per_s": float(f"{rate:.4g}"),
+            "realtime_factor": float(f"{rate / SAMPLE_RATE:.3g}"),
+            "gflops": round(rate * work / 1e9, 2), "peak_gflops": round(peak, 1),
+            "pct_peak": round(100 * rate * work / 1e9 / peak, 1),
+            "vs_naive": round(rate / naive, 1), "mflop_per_sample": round(work / 1e6, 2),
+        })
+    return rows
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu x{torch.get_num_threads()}"
+
+
+def table(rows: list[dict]) -> str:
+    cols = ["config", "mode", "batch", "samples_per_s", "realtime_factor", "gflops", "pct_peak",
+            "vs_naive"]
+    lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
+    lines += [" | ".join(str(r[c]) for c in cols) for r in rows]
+    return "\n".join(f"| {line} |" for line in lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=["tiny", "small", "paper", "release"])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch", type=int, default=None, help="chunk batch (default: from memory)")
+    p.add_argument("--quick", action="store_true", help="fewer timed steps")
+    p.add_argument("--json", action="store_true", help="one JSON object per row")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    n = 4096 if device.type == "cuda" else 1024
+    peak = matmul_peak(device, torch.float32, n)
+    peak_bf16 = matmul_peak(device, torch.bfloat16, n)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    rows = []
+    for name in args.configs:
+        rows += bench_config(name, device, args, peak)
+        if args.json:
+            for r in rows[-3:]:
+                print(json.dumps({**r, "peak_gflops_bf16": round(peak_bf16, 1),
+                                  "load_avg": load}), flush=True)
+    if not args.json:
+        print(f"device: {device_name(device)}; fp32 matmul peak {peak:.0f} GFLOP/s, bf16 "
+              f"{peak_bf16:.0f} GFLOP/s (n={n}); load average {load:.2f} at start")
+        print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The generation engine and the Translator API, on a tiny model trained for two steps."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import model_config
+
+import umt.generate as gen
+import umt.inference as inference
+from umt.errors import UmtError
+from umt.generate import ChunkPlan, plan_chunks, sample, stitch
+from umt.inference import Translator
+from umt.model import UniversalTranslator
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_export):
+    # Short chunks so that a 0.3 s input has seams: 0.1 s chunks, 0.05 s warm-up, 10 ms fade.
+    return Translator.load(tiny_export, "cpu", chunk_seconds=0.1, warmup_seconds=0.05,
+                           fade_seconds=0.01)
+
+
+def _melody(seconds: float, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.4 * np.sin(2 * np.pi * 440 * t) * np.exp(-2 * (t % 0.1))).astype(np.float32)
+
+
+def test_same_seed_same_output_other_seed_other_output(translator):
+    wav = _melody(0.2)
+    a, b = translator(wav, SR, "saw", seed=3), translator(wav, SR, "saw", seed=3)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, translator(wav, SR, "saw", seed=4))
+
+
+@pytest.mark.parametrize("seconds,sr", [(0.2371, 16_000), (0.15, 44_100)])
+def test_output_length_is_the_input_length_at_16k(translator, seconds, sr):
+    wav = _melody(seconds, sr)
+    out = translator(wav, sr, "sine", seed=0)
+    assert out.shape == (round(wav.size * SR / sr),)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all() and out.abs().max() <= 1
+
+
+def test_temperature_zero_is_greedy_and_ignores_the_seed(translator):
+    wav = _melody(0.15)
+    a = translator(wav, SR, "saw", seed=1, temperature=0)
+    assert torch.equal(a, translator(wav, SR, "saw", seed=2, temperature=0))
+
+
+def test_several_targets_run_the_encoder_once(translator, monkeypatch):
+    calls = []
+    encode = translator.model.encode
+    monkeypatch.setattr(translator.model, "encode", lambda x: calls.append(x.shape) or encode(x))
+    wav = _melody(0.15)
+    outs = translator.translate(wav, SR, ["saw", "sine"], seed=5)
+    assert len(calls) == 1 and set(outs) == {"saw", "sine"}
+    torch.testing.assert_close(outs["sine"], translator(wav, SR, "sine", seed=5))
+
+
+def test_chunked_and_unchunked_outputs_have_the_same_statistics(tiny_export):
+    wav = _melody(0.5)
+    whole = Translator.load(tiny_export, "cpu", chunk_seconds=float("inf"))(wav, SR, "saw")
+    chunked = Translator.load(tiny_export, "cpu", chunk_seconds=0.1, warmup_seconds=0.05,
+                              fade_seconds=0.01)(wav, SR, "saw")
+    assert whole.shape == chunked.shape
+    rms = lambda x: x.pow(2).mean().sqrt().item()  # noqa: E731
+    assert 0.7 < rms(chunked) / rms(whole) < 1.4
+    # Classes histogram (what the decoder samples) close in total variation.
+    h = [torch.bincount(torch.bucketize(x, torch.linspace(-1, 1, 33)), minlength=34).float()
+         for x in (whole, chunked)]
+    assert 0.5 * (h[0] / h[0].sum() - h[1] / h[1].sum()).abs().sum() < 0.25
+
+
+def test_crossfade_keeps_the_power_of_independent_chunks():
+    torch.manual_seed(0)
+    plan = ChunkPlan(length=8000, chunk=1600, warmup=800, fade=400)
+    audio = 0.1 * torch.randn(2000, plan.count, plan.steps)  # 2000 trials, power 0.01
+    out = torch.stack([stitch(a, plan) for a in audio])  # (trials, length)
+    power = out.pow(2).mean(0) / 0.01  # per position, relative
+    seams = torch.cat([torch.arange(s - 400, s) for s in range(1600, 8000, 1600)])
+    assert abs(power.mean().item() - 1) < 0.05
+    assert abs(power[seams].mean().item() - 1) < 0.05  # no dip or bump at the seams
+
+
+def test_plan_covers_the_output_in_whole_frames():
+    for length in (1, 799, 800, 16_000, 123_457, 9_600_000):
+        plan = plan_chunks(length, 800, max_batch=64)
+        assert plan.count * plan.chunk >= length and plan.count <= 64
+        assert plan.steps % 800 == 0 and plan.start(0) == -plan.warmup
+    assert plan_chunks(5000, 800, 64, chunk=10**9).count == 1  # no chunking asked
+
+
+def test_ten_minute_input_fits_a_24_gb_machine(monkeypatch):
+    monkeypatch.setattr(gen, "available_memory", lambda device: 24 * 2**30)
+    for name in ("paper", "release"):
+        dec = UniversalTranslator(model_config(name), ["a"]).decoders["a"]
+        cap = gen.max_batch(dec, 16_000 + 3200, torch.device("cpu"))
+        plan = plan_chunks(600 * SR, dec.pool, cap)
+        assert plan.count <= cap
+        group = gen.bytes_per_chunk(dec, plan.steps) * min(cap, plan.count)
+        assert group + plan.count * plan.steps * 4 < 8 * 2**30, name  # buffers + all uniforms
+
+
+def test_sample_is_greedy_at_zero_and_follows_the_softmax():
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0]]).repeat(20_000, 1)
+    assert (sample(logits, torch.rand(20_000), 0) == 2).all()
+    counts = torch.bincount(sample(logits, torch.rand(20_000), 1.0), minlength=4).float()
+    torch.testing.assert_close(counts / 20_000, torch.softmax(logits[0], 0), atol=0.015, rtol=0)
+
+
+def test_windowed_encoder_equals_one_pass(translator, monkeypatch):
+    monkeypatch.setattr(inference, "ENCODER_WINDOW_FRAMES", 2)
+    wav = _melody(0.75)  # 15 frames: 8 windows
+    z = translator.encode(wav, SR).z
+    with torch.no_grad():
+        ref = translator.model.encode(torch.from_numpy(wav)[None])
+    torch.testing.assert_close(z, ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("wav,msg", [(np.zeros(0), "empty"), (np.zeros(800), "silent"),
+                                     (np.full(800, np.nan), "NaN")])
+def test_bad_signals_are_user_errors(translator, wav, msg):
+    with pytest.raises(UmtError, match=msg):
+        translator(wav, SR, "saw")
+
+
+def test_unknown_instrument_lists_the_known_ones(translator):
+    with pytest.raises(UmtError, match="it has: saw, sine"):
+        translator(_melody(0.1), SR, "piano")
+
+
+def test_translator_is_exported_lazily():
+    import subprocess
+    import sys
+
+    code = "import sys, umt; assert 'torch' not in sys.modules; umt.Translator; print('ok')"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "ok"

@@ -1,0 +1,216 @@
+"""Translate recordings into other instruments with a umt model.
+
+    python translate.py song.wav --to piano --model model.pt
+    python translate.py recordings/ --to piano --to violin -o translated/
+
+A folder is searched recursively and its tree mirrored under the output folder; each input gives
+``name.<instrument>.wav`` (16 kHz mono unless --keep-rate). Finished outputs are skipped unless
+--overwrite, and every file is written to a temp name and renamed, so an interrupted run leaves
+no partial file and a rerun continues. Under torchrun the files are shared out across ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from umt.errors import UmtError
+
+PRETRAINED = Path(__file__).resolve().parent / "umt" / "pretrained" / "umt.pt"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="translate.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", type=Path, help="audio files or folders")
+    p.add_argument("--to", action="append", default=[], metavar="INSTRUMENT",
+                   help="target instrument (repeat for several)")
+    p.add_argument("--model", type=Path, help=f"umt export (default: {PRETRAINED} if present)")
+    p.add_argument("-o", "--out", type=Path, default=Path("translated"),
+                   help="output folder (default: ./translated)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling temperature; 0 = most likely sample (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    p.add_argument("--plot", action="store_true",
+                   help="also write name.<instrument>.png: input and output spectrograms")
+    p.add_argument("--keep-rate", action="store_true",
+                   help="write at the input's sample rate instead of 16 kHz")
+    p.add_argument("--list", action="store_true", help="print the model's instruments and exit")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="chunk length for parallel generation (default: from memory); "
+                        "'inf' disables chunking")
+    p.add_argument("--batch", type=int, default=None, help="chunks per batch (default: memory)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (default: torch's); 1 is much faster on a busy machine")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def model_path(arg: Path | None) -> Path:
+    """The model to use: --model, else the shipped one; a clear error when there is none."""
+    if arg is not None:
+        return arg
+    if PRETRAINED.is_file():
+        return PRETRAINED
+    raise UmtError(f"no model given and none shipped at {PRETRAINED}; pass --model PATH "
+                   "(an export from `python -m umt.export`)")
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any work if ``out`` cannot be created or written (nothing is created here)."""
+    if out.exists() and not out.is_dir():
+        raise UmtError(f"output folder {out} exists and is not a folder")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UmtError(f"cannot write to output folder {out} ({probe} is not writable)")
+
+
+def shard(jobs: list, env: dict | None = None) -> list:
+    """The jobs of this rank under torchrun (RANK / WORLD_SIZE), all of them otherwise."""
+    env = os.environ if env is None else env
+    rank, world = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+    return jobs[rank::world]
+
+
+def rank_device(device: str) -> str:
+    """Under torchrun each local rank takes its own GPU."""
+    if "LOCAL_RANK" in os.environ and device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    return device
+
+
+def outputs_of(job, out: Path, targets: list[str]) -> dict[str, Path]:
+    """Output path per target instrument: OUT/<mirrored folder>/<stem>.<instrument>.wav."""
+    return {to: out / job.rel / f"{job.src.stem}.{to}.wav" for to in targets}
+
+
+def drop_clashes(jobs: list, out: Path, targets: list[str]) -> tuple[list, list[str]]:
+    """Drop inputs whose outputs another input already claims (same name, same folder)."""
+    owner: dict[Path, Path] = {}
+    kept, errors = [], []
+    for job in jobs:
+        path = outputs_of(job, out, targets)[targets[0]].resolve()
+        if path in owner:
+            errors.append(f"{job.src} and {owner[path]} would both write {path.name}; "
+                          "translate them into different --out folders")
+            continue
+        owner[path] = job.src
+        kept.append(job)
+    return kept, errors
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temp files a killed run left for ``path`` (named .<name>.<pid>.tmp)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def translate_one(translator, job, todo: dict[str, Path], args, bar) -> None:
+    """Translate one input into every target of ``todo`` and write the results."""
+    from umt.audio import SAMPLE_RATE, resample, save
+    from umt.inference import check_audio
+    from umt.inputs import read_input
+
+    wav, sr = read_input(job.src)
+    check_audio(wav, str(job.src))
+    latent = translator.encode(wav, SAMPLE_RATE)
+    k = 0
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total * len(todo)
+            bar.n = k * total + done
+            bar.refresh()
+
+    for k, (to, path) in enumerate(todo.items()):  # noqa: B007 - `progress` reads k
+        audio = translator.decode(latent, to, seed=args.seed, temperature=args.temperature,
+                                  progress=progress).numpy()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        rate = sr if args.keep_rate else SAMPLE_RATE
+        save(path, resample(audio, SAMPLE_RATE, rate), rate)
+        if args.plot:
+            from umt.plot import save_spectrograms
+
+            save_spectrograms(path.with_suffix(".png"), {f"input: {job.src.name}": wav,
+                                                         f"output: {path.name}": audio})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Everything after parsing; returns the exit code (1 when some inputs failed)."""
+    from tqdm import tqdm
+
+    from umt.checkpoint import export_domains
+    from umt.inference import Translator
+    from umt.inputs import collect
+
+    model = model_path(args.model)
+    if args.list:
+        print("\n".join(export_domains(model)))
+        return 0
+    if not args.to:
+        raise UmtError("say which instrument to translate to with --to (see --list)")
+    if not args.inputs:
+        raise UmtError("no input files or folders given")
+    if args.temperature < 0:
+        raise UmtError("--temperature must be >= 0")
+    targets = list(dict.fromkeys(args.to))
+    check_writable(args.out)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    translator = Translator.load(model, device=rank_device(args.device), domains=targets,
+                                 chunk_seconds=args.chunk_seconds, batch=args.batch)
+    jobs, errors = collect(args.inputs, exclude=args.out)
+    jobs, clashes = drop_clashes(jobs, args.out, targets)
+    for msg in errors + clashes:
+        print(f"error: {msg}", file=sys.stderr)
+    jobs = shard(jobs)
+    written = skipped = 0
+    failed = len(errors) + len(clashes)
+    overall = tqdm(jobs, unit="file", disable=True if args.quiet else None, position=0)
+    for job in overall:
+        todo = {to: p for to, p in outputs_of(job, args.out, targets).items()
+                if args.overwrite or not p.exists()}
+        if not todo:
+            skipped += 1
+            continue
+        bar = tqdm(desc=job.src.name, unit="step", leave=False, position=1,
+                   disable=True if args.quiet else None)
+        try:
+            translate_one(translator, job, todo, args, None if bar.disable else bar)
+            written += len(todo)
+        except UmtError as err:
+            tqdm.write(f"error: {err}", file=sys.stderr)
+            failed += 1
+        finally:
+            bar.close()
+    print(f"{written} written, {skipped} inputs already done, {failed} failed")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry (``umt-translate``): one-line errors, no tracebacks for user mistakes."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UmtError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished outputs are kept, rerun to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The library API of translation: ``Translator.load(path)(wav, sr, to="piano")``.
+
+The encoder runs once per input (in overlapping windows, so a 10-minute file needs bounded
+memory), then each target decoder samples the whole output as one batch of chunks
+(:mod:`umt.generate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from umt.audio import SAMPLE_RATE, resample
+from umt.checkpoint import load_export
+from umt.errors import UmtError
+from umt.generate import Progress, generate, max_batch, plan_chunks
+from umt.model import UniversalTranslator
+
+SILENT_PEAK = 1e-4  # -80 dBFS: quieter than 16-bit dither, nothing to translate
+ENCODER_WINDOW_FRAMES = 400  # 20 s of audio per encoder pass
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is a user error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UmtError("--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+def check_audio(wav: np.ndarray, name: str = "input") -> np.ndarray:
+    """The signal as float32 (T,), or a UmtError if it is empty, silent or not finite."""
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim == 2:  # (T, channels), as soundfile reads it
+        wav = wav.mean(axis=1)
+    if wav.ndim != 1:
+        raise UmtError(f"{name}: expected mono audio of shape (T,), got {wav.shape}")
+    if wav.size == 0:
+        raise UmtError(f"{name} is empty (no samples)")
+    if not np.isfinite(wav).all():
+        raise UmtError(f"{name} holds NaN or infinite samples")
+    if float(np.abs(wav).max()) < SILENT_PEAK:
+        raise UmtError(f"{name} is silent (peak below -80 dBFS): nothing to translate")
+    return wav
+
+
+@dataclass
+class Latent:
+    """The encoder's view of one input: ``z`` (1, D, F) and the output length in samples."""
+
+    z: torch.Tensor
+    length: int
+
+
+class Translator:
+    """Translate audio into any instrument of an exported model.
+
+    Args:
+        model: The model, in eval mode.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        chunk_seconds: Chunk length; default: as long as needed to cover the input in one
+            batch that fits in memory (at least ``min_chunk_seconds``). ``inf`` disables chunking.
+        warmup_seconds: Warm-up overlap of each chunk with the previous one.
+        fade_seconds: Crossfade at each seam (at most the warm-up).
+        batch: Chunks generated at once (default: what fits in a quarter of the free memory).
+        min_chunk_seconds: Shortest default chunk (the warm-up is overhead on each chunk).
+    """
+
+    def __init__(
+        self,
+        model: UniversalTranslator,
+        device: str | torch.device = "auto",
+        *,
+        chunk_seconds: float | None = None,
+        warmup_seconds: float = 0.2,
+        fade_seconds: float = 0.05,
+        batch: int | None = None,
+        min_chunk_seconds: float = 1.0,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.chunk_seconds, self.batch = chunk_seconds, batch
+        self.warmup = int(warmup_seconds * SAMPLE_RATE)
+        self.fade = int(fade_seconds * SAMPLE_RATE)
+        self.min_chunk = int(min_chunk_seconds * SAMPLE_RATE)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "auto",
+        domains: list[str] | None = None,
+        **options,
+    ) -> Translator:
+        """Load an export (``python -m umt.export``) with the decoders asked for (default all).
+
+        Raises:
+            UmtError: not a umt export, another format version, or an unknown instrument.
+        """
+        device = resolve_device(device)
+        return cls(load_export(path, domains=domains), device, **options)
+
+    @property
+    def domains(self) -> list[str]:
+        """Instruments this translator can produce."""
+        return self.model.domains
+
+    def encode(self, wav: np.ndarray, sr: int) -> Latent:
+        """Run the encoder once over an input.
+
+        Args:
+            wav: (T,) or (T, channels) float audio at ``sr``.
+            sr: Its sample rate.
+
+        Returns:
+            The latent (1, D, ceil(T16 / pool)), T16 the length at 16 kHz.
+        """
+        x = torch.from_numpy(resample(check_audio(wav), sr, SAMPLE_RATE)).to(self.device)
+        enc = self.model.cfg.encoder
+        pool, T = enc.pool, x.shape[0]
+        # Samples that reach one output of the encoder: its start conv and the dilated stack.
+        radius = (enc.kernel // 2) * (1 + enc.blocks * (2**enc.layers - 1))
+        margin = -(-radius // pool) * pool
+        frames, parts = -(-T // pool), []
+        with torch.inference_mode():
+            for f0 in range(0, frames, ENCODER_WINDOW_FRAMES):
+                f1 = min(frames, f0 + ENCODER_WINDOW_FRAMES)
+                a, b = max(0, f0 * pool - margin), min(T, f1 * pool + margin)
+                z = self.model.encode(x[a:b].unsqueeze(0))  # (1, D, frames of the window)
+                parts.append(z[..., f0 - a // pool : f1 - a // pool])
+        return Latent(torch.cat(parts, -1), T)
+
+    def decode(
+        self,
+        latent: Latent,
+        to: str,
+        *,
+        seed: int | None = 0,
+        temperature: float = 1.0,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
+        """Sample the target instrument's audio for a latent.
+
+        Returns:
+            (T16,) float32 audio at 16 kHz on the CPU.
+        """
+        if to not in self.model.decoders:
+            raise UmtError(f"model has no instrument {to}; it has: {', '.join(self.domains)}")
+        decoder = self.model.decoders[to]
+        pool = decoder.pool
+        chunk = None if self.chunk_seconds is None else self.chunk_seconds * SAMPLE_RATE
+        chunk = latent.length if chunk is not None and chunk >= latent.length else chunk
+        cap = self.batch or max_batch(decoder, self.min_chunk + self.warmup, self.device)
+        plan = plan_chunks(latent.length, pool, cap, None if chunk is None else int(chunk),
+                           self.warmup, self.fade, self.min_chunk)
+        return generate(decoder, latent.z, plan, seed=seed, temperature=temperature,
+                        batch=cap, progress=progress)
+
+    def translate(
+        self,
+        wav: np.ndarray,
+        sr: int,
+        targets: list[str],
+        *,
+        seed: int | None = 0,
+        temperature: float = 1.0,
+        progress: Progress | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Translate one input into several instruments, running the encoder once.
+
+        Returns:
+            ``{instrument: (T16,) float32 audio at 16 kHz}``.
+        """
+        unknown = [t for t in targets if t not in self.model.decoders]
+        if unknown:
+            raise UmtError(
+                f"model has no instrument {', '.join(unknown)}; it has: {', '.join(self.domains)}"
+            )
+        latent = self.encode(wav, sr)
+        return {
+            to: self.decode(latent, to, seed=seed, temperature=temperature, progress=progress)
+            for to in targets
+        }
+
+    def __call__(
+        self,
+        wav: np.ndarray,
+        sr: int,
+        to: str,
+        seed: int | None = 0,
+        temperature: float = 1.0,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
+        """Translate ``wav`` (T,) at ``sr`` into instrument ``to``: (T16,) float32 at 16 kHz."""
+        return self.translate(wav, sr, [to], seed=seed, temperature=temperature,
+                              progress=progress)[to]

@@ -1,0 +1,44 @@
+"""Spectrogram pictures of a translation: the input above, the output below."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from umt.audio import SAMPLE_RATE
+
+
+def save_spectrograms(path: str | Path, panels: dict[str, np.ndarray], sr: int = SAMPLE_RATE
+                      ) -> None:
+    """Write a PNG with one log-magnitude spectrogram per panel, atomically.
+
+    Args:
+        path: Destination ``.png``.
+        panels: Title -> (T,) float audio at ``sr``, drawn top to bottom in order.
+        sr: Sample rate of every panel.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed; also safe inside worker processes
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.6 * len(panels)), squeeze=False)
+    for ax, (title, wav) in zip(axes[:, 0], panels.items(), strict=True):
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.size < 1024:
+            wav = np.pad(wav, (0, 1024 - wav.size))
+        ax.specgram(wav, NFFT=1024, Fs=sr, noverlap=768, cmap="magma", vmin=-120)
+        ax.set_title(title)
+        ax.set_ylabel("Hz")
+    axes[-1, 0].set_xlabel("seconds")
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=80)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
