@@ -23,8 +23,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import matmul_peak, sync  # noqa: E402
 from umt.audio import SAMPLE_RATE  # noqa: E402
 from umt.config import ModelConfig, to_dataclass  # noqa: E402
+from umt.flops import decoder_flops_per_sample  # noqa: E402
 from umt.generate import cpu_threads, max_batch, sample  # noqa: E402
 from umt.nn.wavenet import SILENCE, Decoder  # noqa: E402
 
@@ -32,30 +34,10 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "umt" / "model"
 
 
 def flops_per_sample(cfg: ModelConfig) -> float:
-    """Multiply-adds x 2 of one cached generation step (conditioning amortised per frame)."""
-    d, layers = cfg.decoder, cfg.decoder.blocks * cfg.decoder.layers
-    per_layer = 2 * (2 * d.residual) * (2 * d.gate) + 2 * d.gate * (d.residual + d.skip)
-    head = 2 * d.skip * d.skip + 2 * d.skip * d.classes
-    cond = 2 * cfg.encoder.latent_dim * layers * 2 * d.gate / cfg.encoder.pool
-    return layers * per_layer + head + cond
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float = 1.0) -> float:
-    """GFLOP/s of square n x n matmuls, best of repeated runs for ~``seconds``."""
-    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    best, end = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < end or best == float("inf"):
-        _sync(device)
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    """FLOPs of one cached generation step, the conditioning amortised over its frame."""
+    layers = cfg.decoder.blocks * cfg.decoder.layers
+    cond = 2 * cfg.encoder.latent_dim * layers * 2 * cfg.decoder.gate / cfg.encoder.pool
+    return decoder_flops_per_sample(cfg.decoder) + cond
 
 
 def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device) -> float:
@@ -68,11 +50,11 @@ def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device) -> f
         dec.set_condition(cond)
         for t in range(2):  # warm-up: allocator, kernel selection
             prev = sample(dec.step(prev), noise[t], 1.0)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for t in range(2, steps + 2):
             prev = sample(dec.step(prev), noise[t], 1.0)
-        _sync(device)
+        sync(device)
     return batch * steps / (time.perf_counter() - t0)
 
 
@@ -83,13 +65,13 @@ def naive_rate(dec: Decoder, samples: int, device: torch.device) -> float:
     z = torch.randn(1, dec.cond.in_features, -(-rf // dec.pool), device=device)
     with torch.inference_mode():
         dec(q, z)  # warm-up
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for _ in range(samples):
             logits = dec(q, z)[-1]  # (1, classes): only the last position is new
             nxt = sample(logits, torch.rand(1, device=device), 1.0)
             q = torch.cat([q[:, 1:], nxt[:, None]], 1)
-        _sync(device)
+        sync(device)
     return samples / (time.perf_counter() - t0)
 
 

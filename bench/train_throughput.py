@@ -21,29 +21,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import matmul_peak, sync  # noqa: E402
 from umt.config import DataConfig, ModelConfig, TrainConfig, TrainerConfig, to_dataclass  # noqa: E402
 from umt.flops import decoder_flops_per_sample, encoder_flops_per_sample  # noqa: E402
 from umt.toy import make_toy_dataset  # noqa: E402
 from umt.trainer import Trainer  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "umt" / "model"
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """Measured GFLOP/s of a square matmul: the machine's practical ceiling."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    a @ a  # warm-up
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ a
-    _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def bench_one(name: str, precision: str, device: str, steps: int, segment: int, batch: int,
@@ -59,11 +43,11 @@ def bench_one(name: str, precision: str, device: str, steps: int, segment: int, 
     trainer = Trainer(cfg, work / f"run-{name}-{precision}")
     batches = [trainer.sampler.next_batch() for _ in range(steps + 1)]
     trainer.train_step(batches[0])
-    _sync(trainer.device)
+    sync(trainer.device)
     start = time.perf_counter()
     for b in batches[1:]:
         trainer.train_step(b)
-    _sync(trainer.device)
+    sync(trainer.device)
     seconds = (time.perf_counter() - start) / steps
     samples = len(trainer.domains) * batch * segment
     # forward + backward ~ 3x the forward FLOPs; one decoder sees each sample
@@ -86,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
-    peaks = {p: matmul_peak(device, torch.float32 if p == "fp32" else torch.bfloat16)
+    peaks = {p: matmul_peak(device, torch.float32 if p == "fp32" else torch.bfloat16, 1024)
              for p in args.precisions.split(",")}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,27 @@
+"""Measurement helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued device work, so wall-clock times are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float = 1.0) -> float:
+    """GFLOP/s of square n x n matmuls, best of repeated runs for ~``seconds``: the practical
+    ceiling of this machine, measured under the same load as the benchmark."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    best, end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < end or best == float("inf"):
+        sync(device)
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
