@@ -1,4 +1,4 @@
-# Two entry points, each doing its own set-up: `make demo` and `make test`.
+# Entry points, each doing its own set-up: `make demo`, `make test`, `make train-demo`.
 PY := .venv/bin/python
 
 .venv/.installed: pyproject.toml scripts/setup.sh
@@ -10,6 +10,9 @@ setup: .venv/.installed
 demo: setup
 	bash scripts/demo.sh
 
+train-demo: setup
+	bash scripts/train_demo.sh
+
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
@@ -17,4 +20,4 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-.PHONY: setup demo test test-slow
+.PHONY: setup demo train-demo test test-slow

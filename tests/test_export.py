@@ -1,7 +1,6 @@
 import pytest
 import torch
-from conftest import model_config
-from test_train import _cfg
+from umt_helpers import model_config, train_config
 
 from umt.checkpoint import EXPORT_FORMAT, atomic_save, export_domains, load_export
 from umt.errors import UmtError
@@ -13,7 +12,7 @@ from umt.trainer import Trainer
 @pytest.fixture(scope="module")
 def exported(toy_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
-    tr = Trainer(_cfg(toy_root, tmp, max_steps=1), tmp / "run")
+    tr = Trainer(train_config(toy_root, tmp, max_steps=1), tmp / "run")
     fit(tr)
     export(tmp / "run", tmp / "model.pt")
     return tmp / "model.pt", tr
@@ -65,7 +64,9 @@ def test_finetune_adds_an_instrument_with_the_encoder_frozen(exported, tmp_path)
     from umt.toy import make_toy_dataset
 
     new = make_toy_dataset(tmp_path / "new", domains=("square",), files=3)
-    cfg = _cfg(new, tmp_path, max_steps=2, finetune_from=str(exported[0]), freeze_encoder=True)
+    cfg = train_config(
+        new, tmp_path, max_steps=2, finetune_from=str(exported[0]), freeze_encoder=True
+    )
     cfg.model = model_config("small")  # ignored: the base export's sizes win
     tr = Trainer(cfg, tmp_path / "ft")
     enc_before = {k: v.clone() for k, v in tr.model.encoder.state_dict().items()}

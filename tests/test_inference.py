@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import model_config
+from umt_helpers import model_config
 
 import umt.generate as gen
 import umt.inference as inference

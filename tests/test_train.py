@@ -4,26 +4,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, model_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
+from umt_helpers import CONFIGS, train_config
 
-from umt.config import DataConfig, TrainConfig, TrainerConfig, to_dataclass
+from umt.config import TrainConfig, to_dataclass
 from umt.model import UniversalTranslator
 from umt.train import fit
 from umt.trainer import Trainer, generator_objective
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _cfg(toy_root, tmp_path, **trainer) -> TrainConfig:
-    data = DataConfig(root=str(toy_root), cache_dir=str(tmp_path / "cache"), segment=1600,
-                      batch_per_domain=2, val_segments=2)
-    opts = dict(max_steps=2, device="cpu", progress=False, checkpoint_every=1, val_every=2,
-                log_every=1)
-    opts.update(trainer)
-    return TrainConfig(model=model_config("tiny"), data=data, trainer=TrainerConfig(**opts))
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "paper", "release"])
@@ -51,7 +42,7 @@ def test_a_typo_in_the_config_fails_fast(toy_root):
 
 
 def test_classifier_step_leaves_encoder_grads_untouched(toy_root, tmp_path):
-    tr = Trainer(_cfg(toy_root, tmp_path), tmp_path / "run")
+    tr = Trainer(train_config(toy_root, tmp_path), tmp_path / "run")
     x, x_aug, labels = tr.sampler.next_batch()
     _, z = tr.gen(x, x_aug)
     before = [p.detach().clone() for p in tr.classifier.parameters()]
@@ -63,7 +54,7 @@ def test_classifier_step_leaves_encoder_grads_untouched(toy_root, tmp_path):
 
 
 def test_adversarial_term_pushes_the_latent_to_confuse_the_classifier(toy_root, tmp_path):
-    tr = Trainer(_cfg(toy_root, tmp_path), tmp_path / "run")
+    tr = Trainer(train_config(toy_root, tmp_path), tmp_path / "run")
     x, x_aug, labels = tr.sampler.next_batch()
     z = tr.model.encode(x_aug).detach().requires_grad_(True)
     ce = torch.nn.functional.cross_entropy(tr.classifier(z), labels)
@@ -74,7 +65,7 @@ def test_adversarial_term_pushes_the_latent_to_confuse_the_classifier(toy_root, 
 
 
 def test_train_steps_return_namespaced_metrics_and_resume(toy_root, tmp_path):
-    cfg = _cfg(toy_root, tmp_path)
+    cfg = train_config(toy_root, tmp_path)
     first = fit(Trainer(cfg, tmp_path / "run"))
     assert {"recon/saw", "recon/sine", "adv/d_loss", "adv/d_acc", "loss/recon"} <= set(first)
     assert all(torch.isfinite(torch.tensor(v)) for v in first.values())
@@ -89,7 +80,7 @@ def test_train_steps_return_namespaced_metrics_and_resume(toy_root, tmp_path):
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(toy_root, tmp_path, monkeypatch):
-    tr = Trainer(_cfg(toy_root, tmp_path), tmp_path / "run")
+    tr = Trainer(train_config(toy_root, tmp_path), tmp_path / "run")
     fit(tr)
     good = tr.checkpoint_path.read_bytes()
 

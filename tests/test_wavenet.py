@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import model_config
+from umt_helpers import model_config
 
 from umt.model import UniversalTranslator
 from umt.nn.wavenet import SILENCE, Decoder, Encoder, TimeConv
