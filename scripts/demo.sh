@@ -2,7 +2,7 @@
 # The Quickstart's main job: translate the shipped example clips to piano with the shipped model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+PY=${PY:-.venv/bin/python}
 OUT=${DEMO_DIR:-demo}
 $PY translate.py --list
 $PY translate.py examples/ --to piano -o "$OUT/translated" --plot --threads 2

@@ -6,7 +6,7 @@
 # A tiny model trained for minutes sounds rough: this proves the pipeline, not the quality.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+PY=${PY:-.venv/bin/python}
 OUT=${DEMO_DIR:-demo}
 STEPS=${DEMO_STEPS:-200}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
