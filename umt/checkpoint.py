@@ -81,6 +81,14 @@ def export_state(model: UniversalTranslator) -> dict:
     }
 
 
+def check_instruments(wanted: list[str], have: list[str]) -> None:
+    """Raise UmtError naming the instruments in ``wanted`` that are not in ``have``, and listing
+    those that are."""
+    missing = [d for d in wanted if d not in have]
+    if missing:
+        raise UmtError(f"model has no instrument {', '.join(missing)}; it has: {', '.join(have)}")
+
+
 def load_export(path: str | Path, domains: list[str] | None = None) -> UniversalTranslator:
     """Build a model from an export, with only the decoders asked for.
 
@@ -95,9 +103,7 @@ def load_export(path: str | Path, domains: list[str] | None = None) -> Universal
     obj = load_file(path, EXPORT_FORMAT)
     have = list(obj["domains"])
     wanted = list(domains) if domains else have
-    missing = [d for d in wanted if d not in have]
-    if missing:
-        raise UmtError(f"model has no instrument {', '.join(missing)}; it has: {', '.join(have)}")
+    check_instruments(wanted, have)
     model = UniversalTranslator(to_dataclass(ModelConfig, obj["config"]), wanted)
     model.encoder.load_state_dict(obj["encoder"])
     for name in wanted:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from umt.audio import SAMPLE_RATE, resample
-from umt.checkpoint import load_export
+from umt.checkpoint import check_instruments, load_export
 from umt.errors import UmtError
 from umt.generate import Progress, generate, max_batch, plan_chunks
 from umt.model import UniversalTranslator
@@ -149,8 +149,7 @@ class Translator:
         Returns:
             (T16,) float32 audio at 16 kHz on the CPU.
         """
-        if to not in self.model.decoders:
-            raise UmtError(f"model has no instrument {to}; it has: {', '.join(self.domains)}")
+        check_instruments([to], self.domains)
         decoder = self.model.decoders[to]
         pool = decoder.pool
         chunk = None if self.chunk_seconds is None else self.chunk_seconds * SAMPLE_RATE
@@ -176,11 +175,7 @@ class Translator:
         Returns:
             ``{instrument: (T16,) float32 audio at 16 kHz}``.
         """
-        unknown = [t for t in targets if t not in self.model.decoders]
-        if unknown:
-            raise UmtError(
-                f"model has no instrument {', '.join(unknown)}; it has: {', '.join(self.domains)}"
-            )
+        check_instruments(targets, self.domains)
         latent = self.encode(wav, sr)
         return {
             to: self.decode(latent, to, seed=seed, temperature=temperature, progress=progress)

@@ -83,7 +83,6 @@ class Trainer:
         self._setup_data(min_domains=1 if base is not None else 2)
         self._setup_model(base)
         self.step = 0
-        self.writer = None
 
     def _setup_data(self, min_domains: int) -> None:
         d = self.cfg.data
@@ -91,6 +90,7 @@ class Trainer:
             cache = build_cache(d.root, d.cache_dir, d.domains or None, d.segment, min_domains)
         if self.world > 1:
             dist.barrier()  # others wait for rank 0's cache instead of racing to build it
+        if self.rank != 0:  # finds rank 0's fresh cache, so only hashes the sources
             cache = build_cache(d.root, d.cache_dir, d.domains or None, d.segment, min_domains)
         train, val = open_cache(cache, "train"), open_cache(cache, "val")
         self.domains = list(train)
