@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="chunks per batch (default: memory)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads (default: torch's); 1 is much faster on a busy machine")
+    p.add_argument("--eager", action="store_true",
+                   help="skip the TorchScript generation loop (same output, slower)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -170,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     translator = Translator.load(model, device=rank_device(args.device), domains=targets,
-                                 chunk_seconds=args.chunk_seconds, batch=args.batch)
+                                 chunk_seconds=args.chunk_seconds, batch=args.batch,
+                                 fast=not args.eager)
     jobs, errors = collect(args.inputs, exclude=args.out)
     jobs, clashes = drop_clashes(jobs, args.out, targets)
     for msg in errors + clashes:

@@ -3,10 +3,12 @@
     python bench/generate.py [--quick] [--json] [--device cpu|cuda] [--configs tiny paper]
 
 For each shipped size: cached streaming at batch 1, chunk-batched streaming (the batch a long
-file runs at), and the naive generator the reference code used (a full forward pass over the
-receptive field per sample; timed on a few samples only). ``gflops`` is the arithmetic rate
-reached, from the FLOPs per sample that the config implies; ``peak_gflops`` the fp32 matmul rate
-this machine measures right now, so ``pct_peak`` is comparable across machines and loads.
+file runs at), each in eager mode and in the TorchScript loop (``+script``, what translate.py
+runs unless ``--eager``), and the naive generator the reference code used (a full forward
+pass over the receptive field per sample; timed on a few samples only). ``gflops`` is the
+arithmetic rate reached, from the FLOPs per sample that the config implies; ``peak_gflops``
+the fp32 matmul rate this machine measures right now, so ``pct_peak`` is comparable across
+machines and loads.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import matmul_peak, sync  # noqa: E402
+from umt import fastpath  # noqa: E402
 from umt.audio import SAMPLE_RATE  # noqa: E402
 from umt.config import ModelConfig, to_dataclass  # noqa: E402
 from umt.flops import decoder_flops_per_sample  # noqa: E402
@@ -31,6 +34,7 @@ from umt.generate import cpu_threads, max_batch, sample  # noqa: E402
 from umt.nn.wavenet import SILENCE, Decoder  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "umt" / "model"
+MODES = ["naive", "cached", "cached+script", "chunk-batched", "chunk-batched+script"]
 
 
 def flops_per_sample(cfg: ModelConfig) -> float:
@@ -40,20 +44,28 @@ def flops_per_sample(cfg: ModelConfig) -> float:
     return decoder_flops_per_sample(cfg.decoder) + cond
 
 
-def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device) -> float:
-    """Samples/s of streaming generation with sampling, ``batch`` sequences in lock-step."""
+def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device, scripted: bool
+                ) -> float:
+    """Samples/s of streaming generation with sampling, ``batch`` sequences in lock-step.
+
+    ``scripted`` runs the steps in the TorchScript loop translate.py uses, else in eager mode.
+    """
     L, G = len(dec.layers), dec.cfg.gate
     cond = torch.randn(batch, L, 2 * G, device=device)
     noise = torch.rand(steps + 2, batch, device=device)
+    out = torch.empty(steps + 2, batch, dtype=torch.long, device=device)
     prev = torch.full((batch,), SILENCE, device=device)
     with torch.inference_mode(), cpu_threads(batch, device), dec.streaming(batch):
         dec.set_condition(cond)
-        for t in range(2):  # warm-up: allocator, kernel selection
-            prev = sample(dec.step(prev), noise[t], 1.0)
+        for t in range(2):  # warm-up: allocator, kernel selection, TorchScript's profiling runs
+            prev = fastpath.run_frame(dec, prev, noise[t : t + 1], out[t : t + 1], 1.0)
         sync(device)
         t0 = time.perf_counter()
-        for t in range(2, steps + 2):
-            prev = sample(dec.step(prev), noise[t], 1.0)
+        if scripted:
+            fastpath.run_frame(dec, prev, noise[2:], out[2:], 1.0)
+        else:
+            for t in range(2, steps + 2):
+                prev = sample(dec.step(prev), noise[t], 1.0)
         sync(device)
     return batch * steps / (time.perf_counter() - t0)
 
@@ -83,10 +95,13 @@ def bench_config(name: str, device: torch.device, args: argparse.Namespace, peak
     fps = flops_per_sample(cfg)
     batch = args.batch or max_batch(dec, 32_000, device)
     quick = args.quick
+    steps1, steps_b = (100, 8) if quick else (400, 24)
     runs = [
         ("naive", 1, naive_rate(dec, 1 if quick or name == "release" else 3, device)),
-        ("cached", 1, cached_rate(dec, 1, 100 if quick else 400, device)),
-        ("chunk-batched", batch, cached_rate(dec, batch, 8 if quick else 24, device)),
+        ("cached", 1, cached_rate(dec, 1, steps1, device, scripted=False)),
+        ("cached+script", 1, cached_rate(dec, 1, steps1, device, scripted=True)),
+        ("chunk-batched", batch, cached_rate(dec, batch, steps_b, device, scripted=False)),
+        ("chunk-batched+script", batch, cached_rate(dec, batch, steps_b, device, scripted=True)),
     ]
     naive = runs[0][2]
     rows = []
@@ -136,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.configs:
         rows += bench_config(name, device, args, peak)
         if args.json:
-            for r in rows[-3:]:
+            for r in rows[-len(MODES):]:
                 print(json.dumps({**r, "peak_gflops_bf16": round(peak_bf16, 1),
                                   "load_avg": load}), flush=True)
     if not args.json:

@@ -87,20 +87,34 @@ def choose_soundfont(fonts: list[SoundFont], seed: int, instrument: str, work: s
 
 
 def select_pieces(cfg: BuildConfig) -> list[Piece]:
-    """Pieces of whole works, in a seeded random order, until ``cfg.hours`` of audio."""
-    order = list(range(count_candidates(cfg.sources)))
-    random.Random(cfg.seed).shuffle(order)
+    """Pieces of whole works until ``cfg.hours`` of audio, the sources sharing it evenly.
+
+    Each source's works are visited in a seeded random order; the next work always comes from
+    the source with the least audio so far, so 430 chorales do not crowd out 20 quartet
+    movements (an exhausted source drops out).
+    """
+    rng = random.Random(cfg.seed)
+    streams = {}
+    for src in cfg.sources:
+        order = list(range(count_candidates([src])))
+        rng.shuffle(order)
+        streams[src] = iter_works([src], cfg.cache, order)
+    seconds = dict.fromkeys(cfg.sources, 0.0)
     chosen: list[Piece] = []
     total = 0.0
     bar = tqdm(total=round(cfg.hours * 3600), desc="reading MIDI", unit="s", leave=False)
-    for work in iter_works(cfg.sources, cfg.cache, order):
+    while streams and total < cfg.hours * 3600:
+        src = min(streams, key=lambda k: seconds[k])
+        work = next(streams[src], None)
+        if work is None:
+            del streams[src]
+            continue
         pieces = [p for p in pieces_of(work, cfg.voices, cfg.max_seconds) if p.duration > 0.5]
         chosen += pieces
         added = sum(p.duration for p in pieces)
+        seconds[src] += added
         total += added
         bar.update(round(added))
-        if total >= cfg.hours * 3600:
-            break
     bar.close()
     if len({p.work for p in chosen}) < 3:
         raise UmtError("fewer than 3 works selected (train/val/test need one each): "

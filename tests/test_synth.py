@@ -94,3 +94,23 @@ def test_same_seed_same_dataset(tmp_path):
     assert synth.main(["--out", str(tmp_path / "b"), *args]) == 0
     ma, mb = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in "ab")
     assert ma["splits"] == mb["splits"] and ma["pieces"] == mb["pieces"]
+
+
+def test_sources_share_the_hours_evenly(tmp_path):
+    # 30 works in one folder, 4 in the other: a plain shuffle of all 34 would pick mostly the
+    # first; the builder alternates by audio so far, until the small source runs out.
+    from data.render import NoteEvent, write_midi
+
+    for name, n in (("many", 30), ("few", 4)):
+        for i in range(n):
+            notes = [NoteEvent(k * 0.5, k * 0.5 + 0.4, 60 + k % 12, 80) for k in range(20)]
+            write_midi(tmp_path / name / f"{name}{i}.mid", notes)
+    sources = [str(tmp_path / "many"), str(tmp_path / "few")]
+    cfg = synth.BuildConfig(out=tmp_path / "out", instruments={"piano": 0}, soundfonts=[],
+                            sources=sources, hours=79 / 3600, voices="none")  # a work lasts 9.9 s
+    works = {p.work for p in synth.select_pieces(cfg)}
+    per_source = {s: sum(w.startswith(s) for w in works) for s in ("many", "few")}
+    assert per_source == {"many": 4, "few": 4}
+    cfg.hours = 197 / 3600  # more than the small source has: the big one fills the rest
+    works = {p.work for p in synth.select_pieces(cfg)}
+    assert sum(w.startswith("few") for w in works) == 4 and len(works) == 20

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
+from umt import fastpath
 from umt.audio import mu_law_decode
 from umt.nn.wavenet import SILENCE, Decoder
+from umt.sampling import sample
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
@@ -138,25 +140,6 @@ def max_batch(decoder: Decoder, steps: int, device: torch.device) -> int:
     return max(1, min(MAX_BATCH.get(device.type, 256), fit))
 
 
-def sample(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Inverse-CDF sampling: one uniform per row picks a class.
-
-    Args:
-        logits: (B, classes).
-        u: (B,) uniforms in [0, 1).
-        temperature: Softmax temperature; 0 picks the most likely class.
-
-    Returns:
-        (B,) int64 classes.
-    """
-    if temperature <= 0:
-        return logits.argmax(-1)
-    p = torch.softmax(logits.float() / temperature, -1)
-    cdf = p.cumsum_(-1)
-    idx = torch.searchsorted(cdf, (u.to(cdf) * cdf[:, -1]).unsqueeze(1))
-    return idx.squeeze(1).clamp_(max=logits.shape[-1] - 1)
-
-
 def _frames(z: torch.Tensor, starts: torch.Tensor, f: int, pool: int) -> torch.Tensor:
     """Latent frame ``f`` of each chunk: z (1, D, F), starts (B,) -> (B, D, 1)."""
     idx = (torch.div(starts, pool, rounding_mode="floor") + f).clamp_(0, z.shape[-1] - 1)
@@ -170,6 +153,7 @@ def generate_group(
     noise: torch.Tensor,
     temperature: float,
     progress: Callable[[int], None] | None = None,
+    fast: bool = True,
 ) -> torch.Tensor:
     """Sample a batch of chunks in lock-step.
 
@@ -180,6 +164,8 @@ def generate_group(
         noise: (B, steps) uniforms; ``steps`` must be a multiple of ``pool``.
         temperature: Sampling temperature.
         progress: Called with the number of steps just done, once per latent frame.
+        fast: Run each frame's steps in the TorchScript loop (:mod:`umt.fastpath`) when it
+            compiles; the same classes as the eager loop, with less interpreter overhead.
 
     Returns:
         (B, steps) int64 mu-law classes.
@@ -192,9 +178,13 @@ def generate_group(
     with torch.inference_mode(), cpu_threads(B, dev), decoder.streaming(B):
         for f in range(steps // pool):
             decoder.set_condition(decoder.project_condition(_frames(z, starts, f, pool))[0])
-            for t in range(f * pool, (f + 1) * pool):
-                prev = sample(decoder.step(prev), noise[t], temperature)
-                out[t] = prev
+            rows = slice(f * pool, (f + 1) * pool)
+            if fast and fastpath.scripted_loop() is not None:
+                prev = fastpath.run_frame(decoder, prev, noise[rows], out[rows], temperature)
+            else:
+                for t in range(rows.start, rows.stop):
+                    prev = sample(decoder.step(prev), noise[t], temperature)
+                    out[t] = prev
             if progress is not None:
                 progress(pool)
     return out.t()
@@ -235,6 +225,7 @@ def generate(
     temperature: float = 1.0,
     batch: int | None = None,
     progress: Progress | None = None,
+    fast: bool = True,
 ) -> torch.Tensor:
     """Translate a latent into audio with one decoder, all chunks batched.
 
@@ -246,6 +237,7 @@ def generate(
         temperature: Softmax temperature (1 = the model's distribution, 0 = greedy).
         batch: Chunks per batch (default: :func:`max_batch`); more chunks run in sequence.
         progress: Called with (steps done, steps in all).
+        fast: Use the TorchScript loop where it compiles (:func:`generate_group`).
 
     Returns:
         (length,) float32 audio on the CPU, 16 kHz.
@@ -267,6 +259,6 @@ def generate(
         idx = torch.arange(g, min(plan.count, g + batch))
         starts = (idx * plan.chunk - plan.warmup).to(z.device)
         q = generate_group(decoder, z, starts, noise[idx], temperature,
-                           lambda n, w=len(idx): tick(n, w))
+                           lambda n, w=len(idx): tick(n, w), fast)
         chunks.append(mu_law_decode(q).float().cpu())
     return stitch(torch.cat(chunks), plan)

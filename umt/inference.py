@@ -69,6 +69,7 @@ class Translator:
         fade_seconds: Crossfade at each seam (at most the warm-up).
         batch: Chunks generated at once (default: what fits in a quarter of the free memory).
         min_chunk_seconds: Shortest default chunk (the warm-up is overhead on each chunk).
+        fast: Generate in the TorchScript loop (:mod:`umt.fastpath`); False forces eager mode.
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class Translator:
         fade_seconds: float = 0.05,
         batch: int | None = None,
         min_chunk_seconds: float = 1.0,
+        fast: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -88,6 +90,7 @@ class Translator:
         self.warmup = int(warmup_seconds * SAMPLE_RATE)
         self.fade = int(fade_seconds * SAMPLE_RATE)
         self.min_chunk = int(min_chunk_seconds * SAMPLE_RATE)
+        self.fast = fast
 
     @classmethod
     def load(
@@ -158,7 +161,7 @@ class Translator:
         plan = plan_chunks(latent.length, pool, cap, None if chunk is None else int(chunk),
                            self.warmup, self.fade, self.min_chunk)
         return generate(decoder, latent.z, plan, seed=seed, temperature=temperature,
-                        batch=cap, progress=progress)
+                        batch=cap, progress=progress, fast=self.fast)
 
     def translate(
         self,
