@@ -137,7 +137,10 @@ class _DecoderLayer(nn.Module):
         frames = cond.shape[0]
         a = self.conv(h)  # (T, B, 2G)
         a.view(frames, T // frames, B, -1).add_(cond.unsqueeze(1))  # in place: one pass fewer
-        g = torch.tanh(a[..., : self.gate]) * torch.sigmoid(a[..., self.gate :])
+        # Contiguous halves: tanh and sigmoid of a strided half ran 3x slower at gate 16, and a
+        # tiny training step 13% slower in all (1 CPU thread, 3 alternating runs).
+        t, s = (half.contiguous() for half in a.split(self.gate, -1))
+        g = torch.tanh(t) * torch.sigmoid(s)
         res, skip = self.out(g).split([self.residual, self.out.out_features - self.residual], -1)
         return h + res, skip
 
