@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'inf' disables chunking")
     p.add_argument("--batch", type=int, default=None, help="chunks per batch (default: memory)")
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (default: torch's); 1 is much faster on a busy machine")
+                   help="CPU threads (default: torch's): the chunks of a file are shared among "
+                        "this many worker threads")
     p.add_argument("--eager", action="store_true",
                    help="skip the TorchScript generation loop (same output, slower)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

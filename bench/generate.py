@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -30,8 +31,8 @@ from umt import fastpath  # noqa: E402
 from umt.audio import SAMPLE_RATE  # noqa: E402
 from umt.config import ModelConfig, to_dataclass  # noqa: E402
 from umt.flops import decoder_flops_per_sample  # noqa: E402
-from umt.generate import cpu_threads, max_batch, sample  # noqa: E402
-from umt.nn.wavenet import SILENCE, Decoder  # noqa: E402
+from umt.generate import cpu_threads, cpu_workers, intra_op_threads, max_batch, sample  # noqa: E402
+from umt.nn.wavenet import SILENCE, Decoder, Stream  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "umt" / "model"
 MODES = ["naive", "cached", "cached+script", "chunk-batched", "chunk-batched+script"]
@@ -44,28 +45,46 @@ def flops_per_sample(cfg: ModelConfig) -> float:
     return decoder_flops_per_sample(cfg.decoder) + cond
 
 
-def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device, scripted: bool
-                ) -> float:
-    """Samples/s of streaming generation with sampling, ``batch`` sequences in lock-step.
-
-    ``scripted`` runs the steps in the TorchScript loop translate.py uses, else in eager mode.
-    """
+def eager_rate(dec: Decoder, batch: int, steps: int, device: torch.device) -> float:
+    """Samples/s of eager streaming generation, ``batch`` sequences in lock-step."""
     L, G = len(dec.layers), dec.cfg.gate
-    cond = torch.randn(batch, L, 2 * G, device=device)
     noise = torch.rand(steps + 2, batch, device=device)
-    out = torch.empty(steps + 2, batch, dtype=torch.long, device=device)
     prev = torch.full((batch,), SILENCE, device=device)
     with torch.inference_mode(), cpu_threads(batch, device), dec.streaming(batch):
-        dec.set_condition(cond)
-        for t in range(2):  # warm-up: allocator, kernel selection, TorchScript's profiling runs
-            prev = fastpath.run_frame(dec, prev, noise[t : t + 1], out[t : t + 1], 1.0)
+        dec.set_condition(torch.randn(batch, L, 2 * G, device=device))
+        for t in range(2):  # warm-up: allocator, kernel selection
+            prev = sample(dec.step(prev), noise[t], 1.0)
         sync(device)
         t0 = time.perf_counter()
-        if scripted:
-            fastpath.run_frame(dec, prev, noise[2:], out[2:], 1.0)
-        else:
-            for t in range(2, steps + 2):
-                prev = sample(dec.step(prev), noise[t], 1.0)
+        for t in range(2, steps + 2):
+            prev = sample(dec.step(prev), noise[t], 1.0)
+        sync(device)
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def scripted_rate(dec: Decoder, batch: int, steps: int, device: torch.device) -> float:
+    """Samples/s of the TorchScript loop as translate.py runs it: on CPU, the batch split
+    among ``torch.get_num_threads()`` worker threads of one intra-op thread each."""
+    L, G = len(dec.layers), dec.cfg.gate
+    shares = [n for n in torch.arange(batch).tensor_split(cpu_workers(device, True)) if len(n)]
+
+    def run(n: int, count: int) -> None:
+        st = Stream(dec, n)
+        st.set_condition(torch.randn(n, L, 2 * G, device=device))
+        prev = torch.full((n,), SILENCE, device=device)
+        noise = torch.rand(count, n, device=device)
+        out = torch.empty(count, n, dtype=torch.long, device=device)
+        with torch.inference_mode():
+            fastpath.run_frame(dec, st, prev, noise, out, 1.0)
+
+    threads = 1 if len(shares) > 1 else torch.get_num_threads()
+    with cpu_threads(batch, device), intra_op_threads(threads), ThreadPoolExecutor(
+            len(shares)) as pool:
+        for _ in range(2):  # warm-up: TorchScript profiles the first runs, then optimises
+            list(pool.map(lambda idx: run(len(idx), 3), shares))
+        sync(device)
+        t0 = time.perf_counter()
+        list(pool.map(lambda idx: run(len(idx), steps), shares))
         sync(device)
     return batch * steps / (time.perf_counter() - t0)
 
@@ -98,10 +117,10 @@ def bench_config(name: str, device: torch.device, args: argparse.Namespace, peak
     steps1, steps_b = (100, 8) if quick else (400, 24)
     runs = [
         ("naive", 1, naive_rate(dec, 1 if quick or name == "release" else 3, device)),
-        ("cached", 1, cached_rate(dec, 1, steps1, device, scripted=False)),
-        ("cached+script", 1, cached_rate(dec, 1, steps1, device, scripted=True)),
-        ("chunk-batched", batch, cached_rate(dec, batch, steps_b, device, scripted=False)),
-        ("chunk-batched+script", batch, cached_rate(dec, batch, steps_b, device, scripted=True)),
+        ("cached", 1, eager_rate(dec, 1, steps1, device)),
+        ("cached+script", 1, scripted_rate(dec, 1, steps1, device)),
+        ("chunk-batched", batch, eager_rate(dec, batch, steps_b, device)),
+        ("chunk-batched+script", batch, scripted_rate(dec, batch, steps_b, device)),
     ]
     naive = runs[0][2]
     rows = []

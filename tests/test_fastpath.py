@@ -66,3 +66,23 @@ def test_falls_back_to_eager_when_scripting_fails(monkeypatch, caplog):
     assert fastpath.scripted_loop() is None
     assert "eager" in caplog.text
     assert torch.equal(eager, fast)
+
+
+def test_worker_threads_each_generate_their_share(monkeypatch):
+    # Two worker threads, each with its own stream, must give exactly what the two shares give
+    # when generated one after the other (same batch sizes, so the same float rounding).
+    from umt import generate as gen_mod
+
+    dec, z = _decoder("tiny")
+    plan = gen_mod.plan_chunks(5 * dec.pool, dec.pool, max_batch=4, chunk=dec.pool,
+                               warmup=dec.pool, fade=100)
+    assert plan.count == 5
+    monkeypatch.setattr(gen_mod, "cpu_workers", lambda device, fast: 2)
+    threaded = gen_mod.generate(dec, z, plan, seed=3, batch=4)
+    noise = torch.rand(plan.count, plan.steps, generator=torch.Generator().manual_seed(3))
+    parts = []
+    for share in (torch.arange(0, 2), torch.arange(2, 4), torch.arange(4, 5)):
+        starts = share * plan.chunk - plan.warmup
+        parts.append(generate_group(dec, z, starts, noise[share], 1.0))
+    expected = gen_mod.stitch(gen_mod.mu_law_decode(torch.cat(parts)).float(), plan)
+    assert torch.equal(threaded, expected)

@@ -15,7 +15,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from umt.nn.wavenet import Decoder
+from umt.nn.wavenet import Decoder, Stream
 from umt.sampling import sample
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,18 @@ def scripted_loop():
 
 
 def run_frame(
-    dec: Decoder, prev: torch.Tensor, noise: torch.Tensor, out: torch.Tensor, temperature: float
+    dec: Decoder,
+    st: Stream,
+    prev: torch.Tensor,
+    noise: torch.Tensor,
+    out: torch.Tensor,
+    temperature: float,
 ) -> torch.Tensor:
-    """Generate ``noise.shape[0]`` steps inside ``dec.streaming`` after ``dec.set_condition``.
+    """Generate ``noise.shape[0]`` steps of one stream after its ``set_condition``.
 
     Args:
-        dec: Decoder in streaming mode with its frame's condition set.
+        dec: The decoder whose weights ``st`` views.
+        st: Its streaming buffers (:class:`~umt.nn.wavenet.Stream`), one per concurrent thread.
         prev: (B,) int64 class of the previous sample.
         noise: (S, B) uniforms, one row per step.
         out: (S, B) int64, receives the sampled classes.
@@ -92,7 +98,6 @@ def run_frame(
         (B,) the last sampled classes.
     """
     loop = scripted_loop()
-    st = dec._stream()
     if loop is None or not st.has_cond:
         raise RuntimeError("run_frame needs TorchScript and a conditioning frame")
     weights = [list(args[5]) for args in st.layer_args]

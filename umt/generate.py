@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -22,7 +24,7 @@ import torch
 
 from umt import fastpath
 from umt.audio import mu_law_decode
-from umt.nn.wavenet import SILENCE, Decoder
+from umt.nn.wavenet import SILENCE, Decoder, Stream
 from umt.sampling import sample
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
@@ -37,15 +39,22 @@ SINGLE_THREAD_BELOW = 32
 
 
 @contextmanager
-def cpu_threads(batch: int, device: torch.device) -> Iterator[None]:
-    """One intra-op thread for small CPU batches, torch's setting otherwise."""
+def intra_op_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, then restore torch's setting."""
     before = torch.get_num_threads()
-    if device.type == "cpu" and batch < SINGLE_THREAD_BELOW:
-        torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def cpu_threads(batch: int, device: torch.device) -> Iterator[None]:
+    """One intra-op thread for small CPU batches, torch's setting otherwise."""
+    small = device.type == "cpu" and batch < SINGLE_THREAD_BELOW
+    with intra_op_threads(1 if small else torch.get_num_threads()):
+        yield
 
 
 @dataclass(frozen=True)
@@ -175,18 +184,25 @@ def generate_group(
     noise = noise.t().contiguous().to(dev)  # (steps, B): row t is read at step t
     out = torch.empty(steps, B, dtype=torch.long, device=dev)
     prev = torch.full((B,), SILENCE, dtype=torch.long, device=dev)
-    with torch.inference_mode(), cpu_threads(B, dev), decoder.streaming(B):
-        for f in range(steps // pool):
-            decoder.set_condition(decoder.project_condition(_frames(z, starts, f, pool))[0])
-            rows = slice(f * pool, (f + 1) * pool)
-            if fast and fastpath.scripted_loop() is not None:
-                prev = fastpath.run_frame(decoder, prev, noise[rows], out[rows], temperature)
-            else:
-                for t in range(rows.start, rows.stop):
+    with torch.inference_mode(), cpu_threads(B, dev):
+        if fast and fastpath.scripted_loop() is not None:
+            # A stream of its own, not the module's: worker threads share the decoder.
+            st = Stream(decoder, B)
+            for f in range(steps // pool):
+                st.set_condition(decoder.project_condition(_frames(z, starts, f, pool))[0])
+                rows = slice(f * pool, (f + 1) * pool)
+                prev = fastpath.run_frame(decoder, st, prev, noise[rows], out[rows], temperature)
+                if progress is not None:
+                    progress(pool)
+            return out.t()
+        with decoder.streaming(B):
+            for f in range(steps // pool):
+                decoder.set_condition(decoder.project_condition(_frames(z, starts, f, pool))[0])
+                for t in range(f * pool, (f + 1) * pool):
                     prev = sample(decoder.step(prev), noise[t], temperature)
                     out[t] = prev
-            if progress is not None:
-                progress(pool)
+                if progress is not None:
+                    progress(pool)
     return out.t()
 
 
@@ -246,19 +262,40 @@ def generate(
     gen.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
     noise = torch.rand(plan.count, plan.steps, generator=gen)  # (count, steps)
     batch = batch or max_batch(decoder, plan.steps, z.device)
-    total, done = plan.count * plan.steps, 0
+    total, done, lock = plan.count * plan.steps, 0, threading.Lock()
 
-    def tick(n: int, width: int) -> None:
-        nonlocal done
-        done += n * width
-        if progress is not None:
-            progress(done, total)
+    def run(idx: torch.Tensor) -> torch.Tensor:
+        def tick(n: int) -> None:
+            nonlocal done
+            with lock:
+                done += n * len(idx)
+                if progress is not None:
+                    progress(done, total)
 
+        starts = (idx * plan.chunk - plan.warmup).to(z.device)
+        return generate_group(decoder, z, starts, noise[idx], temperature, tick, fast)
+
+    workers = cpu_workers(z.device, fast)
     chunks = []
     for g in range(0, plan.count, batch):
-        idx = torch.arange(g, min(plan.count, g + batch))
-        starts = (idx * plan.chunk - plan.warmup).to(z.device)
-        q = generate_group(decoder, z, starts, noise[idx], temperature,
-                           lambda n, w=len(idx): tick(n, w), fast)
+        shares = torch.arange(g, min(plan.count, g + batch)).tensor_split(workers)
+        shares = [idx for idx in shares if len(idx)]
+        if len(shares) == 1:
+            q = run(shares[0])
+        else:
+            with intra_op_threads(1), ThreadPoolExecutor(len(shares)) as pool:
+                q = torch.cat(list(pool.map(run, shares)))
         chunks.append(mu_law_decode(q).float().cpu())
     return stitch(torch.cat(chunks), plan)
+
+
+def cpu_workers(device: torch.device, fast: bool) -> int:
+    """Threads that generate shares of a CPU batch at once, each with one intra-op thread.
+
+    Splitting the chunks beats splitting every op across threads: an op split N ways waits for
+    its slowest thread at every one of the ~8 ops per layer and step, while a share runs on
+    alone (TorchScript drops the GIL). Eager mode holds the GIL, so it gets one worker.
+    """
+    if device.type != "cpu" or not fast or fastpath.scripted_loop() is None:
+        return 1
+    return torch.get_num_threads()

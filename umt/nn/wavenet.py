@@ -208,7 +208,7 @@ class Decoder(nn.Module):
         self.head1 = nn.Linear(cfg.skip, cfg.skip)
         self.head2 = nn.Linear(cfg.skip, cfg.classes)
         self.activation_checkpointing = False
-        self._state: _Stream | None = None
+        self._state: Stream | None = None
         self._t = 0
 
     @property
@@ -263,14 +263,20 @@ class Decoder(nn.Module):
 
     @contextmanager
     def streaming(self, batch: int) -> Iterator[None]:
-        """Generation mode: buffers for ``batch`` sequences (:class:`_Stream`), reset on entry."""
-        self._state = _Stream(self, batch)
+        """Generation mode: buffers for ``batch`` sequences (:class:`Stream`), reset on entry.
+
+        The buffers live on the module, so one thread at a time; threads that generate at once
+        each make their own :class:`Stream` (what :mod:`umt.fastpath` does).
+        """
+        self._state = Stream(self, batch)
         try:
             yield
         finally:
             self._state = None
 
-    def _stream(self) -> _Stream:
+    @property
+    def stream(self) -> Stream:
+        """The buffers of the active :meth:`streaming` session."""
         if self._state is None:
             raise RuntimeError("Decoder.step must run inside `with decoder.streaming(batch):`")
         return self._state
@@ -282,10 +288,7 @@ class Decoder(nn.Module):
         Args:
             cond: (B, layers, 2 * gate), one frame of :meth:`project_condition`.
         """
-        st = self._stream()
-        # (L, B, 2G) with the conv biases folded in: once per frame, not once per step.
-        torch.add(cond.transpose(0, 1), st.conv_bias, out=st.cond)
-        st.has_cond = True
+        self.stream.set_condition(cond)
 
     @torch.no_grad()
     def step(self, prev: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -299,7 +302,7 @@ class Decoder(nn.Module):
         Returns:
             (B, classes) logits.
         """
-        st = self._stream()
+        st = self.stream
         if cond is not None:
             self.set_condition(cond)
         if not st.has_cond:
@@ -315,8 +318,8 @@ class Decoder(nn.Module):
         return self.head2(F.relu(self.head1(F.relu(st.skip))))
 
 
-class _Stream:
-    """Buffers of one streaming session of a :class:`Decoder`.
+class Stream:
+    """Buffers of one streaming session of a :class:`Decoder` over ``batch`` sequences.
 
     Layer i keeps its last ``dilation_i`` inputs in rows ``offset_i .. offset_i + dilation_i`` of
     one (sum of dilations, B, R) ring, so a step reads every layer's delayed input with one
@@ -344,3 +347,10 @@ class _Stream:
              self.inputs[i + 1] if i < L - 1 else None, layer.step_views(), G)
             for i, layer in enumerate(dec.layers)
         ]
+
+    @torch.no_grad()
+    def set_condition(self, cond: torch.Tensor) -> None:
+        """Condition the next steps on one latent frame: cond (B, layers, 2 * gate)."""
+        # (L, B, 2G) with the conv biases folded in: once per frame, not once per step.
+        torch.add(cond.transpose(0, 1), self.conv_bias, out=self.cond)
+        self.has_cond = True
