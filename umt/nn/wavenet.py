@@ -145,41 +145,54 @@ class _DecoderLayer(nn.Module):
         return h + res, skip
 
     def step_views(self) -> tuple[torch.Tensor, ...]:
-        """Views of this layer's weights in the layout :func:`_layer_step` reads (no copies)."""
+        """Views of this layer's weights in the layout :func:`step_logits` reads (no copies)."""
         w, r = self.conv.weight.detach(), self.residual  # w: (2, 2G, R); tap 0 sees t - dilation
         out_w, out_b = self.out.weight.detach(), self.out.bias.detach()
         return w[0].t(), w[1].t(), out_w[r:].t(), out_w[:r].t(), out_b[:r]
 
 
-def _layer_step(
-    h: torch.Tensor,
-    past: torch.Tensor,
-    cond: torch.Tensor,
-    skip: torch.Tensor,
-    out: torch.Tensor | None,
-    views: tuple[torch.Tensor, ...],
+def step_logits(
+    prev: torch.Tensor,
+    t: int,
+    bufs: list[torch.Tensor],
+    weights: list[list[torch.Tensor]],
+    head: list[torch.Tensor],
     gate: int,
-) -> None:
-    """One time step of one decoder layer, into preallocated buffers.
+) -> torch.Tensor:
+    """One streaming step of every layer, into a :class:`Stream`'s preallocated buffers.
+
+    Written for TorchScript as well as eager mode: :mod:`umt.fastpath` loops it in a script.
 
     Args:
-        h: (B, R) the layer's input at t.
-        past: (B, R) its input at ``t - dilation``.
-        cond: (B, 2G) conditioning of the current frame plus the conv bias.
-        skip: (B, S) running sum of the skip outputs, updated in place.
-        out: (B, R) receives ``h + res`` (the next layer's input); None for the last layer,
-            whose residual output nothing reads.
-        views: :meth:`_DecoderLayer.step_views`.
+        prev: (B,) int64 class of the previous sample.
+        t: Steps already taken by this stream.
+        bufs: :attr:`Stream.bufs`, the ring, per-layer inputs and delayed inputs, conditioning,
+            skip sum, and the tensors the step reads (skip bias, embedding, dilations, offsets).
+        weights: :attr:`Stream.weights`, per layer :meth:`_DecoderLayer.step_views`.
+        head: :attr:`Stream.head`, the output head's weights and biases.
         gate: Gate channels G.
+
+    Returns:
+        (B, classes) logits of the next sample.
     """
-    w_past, w_now, w_skip, w_res, b_res = views
-    a = torch.addmm(cond, past, w_past)  # (B, 2G)
-    a.addmm_(h, w_now)
-    g = a[:, :gate].tanh_().mul_(a[:, gate:].sigmoid_())  # (B, G) strided view
-    skip.addmm_(g, w_skip)
-    if out is not None:
-        torch.add(h, b_res, out=out)
-        out.addmm_(g, w_res)
+    ring, inputs, past, cond, skip, skip_bias, embed, dil, offset = bufs
+    slots = offset + t % dil  # (L,) ring rows holding each layer's input at t - dilation
+    torch.index_select(ring, 0, slots, out=past)  # (L, B, R)
+    torch.index_select(embed, 0, prev, out=inputs[0])
+    skip.copy_(skip_bias)
+    last = len(weights) - 1
+    for i, w in enumerate(weights):
+        w_past, w_now, w_skip, w_res, b_res = w
+        a = torch.addmm(cond[i], past[i], w_past)  # (B, 2G)
+        a.addmm_(inputs[i], w_now)
+        g = a[:, :gate].tanh_().mul_(a[:, gate:].sigmoid_())  # (B, G) strided view
+        skip.addmm_(g, w_skip)
+        if i < last:  # the last layer's residual output is never read
+            nxt = inputs[i + 1]
+            torch.add(inputs[i], b_res, out=nxt)
+            nxt.addmm_(g, w_res)
+    ring.index_copy_(0, slots, inputs)
+    return F.linear(F.relu(F.linear(F.relu(skip), head[0], head[1])), head[2], head[3])
 
 
 class Decoder(nn.Module):
@@ -307,15 +320,9 @@ class Decoder(nn.Module):
             self.set_condition(cond)
         if not st.has_cond:
             raise RuntimeError("Decoder.step needs a conditioning frame (set_condition)")
-        slots = st.offset + st.t % st.dil  # (L,) ring rows holding each layer's t - dilation
-        torch.index_select(st.ring, 0, slots, out=st.past)  # (L, B, R)
-        torch.index_select(self.embed.weight, 0, prev, out=st.inputs[0])
-        st.skip.copy_(st.skip_bias)
-        for args in st.layer_args:
-            _layer_step(*args)
-        st.ring.index_copy_(0, slots, st.inputs)
+        logits = step_logits(prev, st.t, st.bufs, st.weights, st.head, self.cfg.gate)
         st.t += 1
-        return self.head2(F.relu(self.head1(F.relu(st.skip))))
+        return logits
 
 
 class Stream:
@@ -323,8 +330,7 @@ class Stream:
 
     Layer i keeps its last ``dilation_i`` inputs in rows ``offset_i .. offset_i + dilation_i`` of
     one (sum of dilations, B, R) ring, so a step reads every layer's delayed input with one
-    gather and stores the new inputs with one scatter. Each layer's arguments are views made
-    once here, because at small batch the Python cost of slicing per step dominates.
+    gather and stores the new inputs with one scatter.
     """
 
     def __init__(self, dec: Decoder, batch: int) -> None:
@@ -342,11 +348,13 @@ class Stream:
             self.skip_bias = sum(layer.out.bias[R:] for layer in dec.layers)
             self.conv_bias = torch.stack([layer.conv.bias for layer in dec.layers]).unsqueeze(1)
         self.has_cond, self.t = False, 0
-        self.layer_args = [
-            (self.inputs[i], self.past[i], self.cond[i], self.skip,
-             self.inputs[i + 1] if i < L - 1 else None, layer.step_views(), G)
-            for i, layer in enumerate(dec.layers)
-        ]
+        # The argument lists of step_logits, made once: at small batch, Python's cost of
+        # slicing per step would dominate.
+        self.bufs = [self.ring, self.inputs, self.past, self.cond, self.skip, self.skip_bias,
+                     dec.embed.weight.detach(), self.dil, self.offset]
+        self.weights = [list(layer.step_views()) for layer in dec.layers]
+        head = (dec.head1.weight, dec.head1.bias, dec.head2.weight, dec.head2.bias)
+        self.head = [w.detach() for w in head]
 
     @torch.no_grad()
     def set_condition(self, cond: torch.Tensor) -> None:
