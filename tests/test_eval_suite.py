@@ -57,7 +57,11 @@ def test_suite_end_to_end_scores_known_answers_and_resumes(paired, tmp_path):  #
     tr = report["pairs"]["violin:piano"]["transcribe_render"]
     assert tr["mel_db"] < ident["mel_db"]  # re-rendered on a piano: closer to the piano truth
     out = cfg.out
-    assert (out / "report.md").read_text().count("| violin:piano |") == 4
+    text = (out / "report.md").read_text()
+    assert text.count("| violin:piano |") == 4 + 1  # one row per system, one side by side
+    same = " / ".join([f"{ident['mel_db']:.3f}", f"{tr['mel_db']:.3f}", f"{ident['mel_db']:.3f}"])
+    assert same in text  # the side-by-side cell: model (= identity) / transcribe / identity
+    assert "the model beats identity on 0 of 1 pairs" in text  # a tie is not a win
     clips = sorted((out / "clips" / "violin-to-piano").iterdir())
     assert len(clips) == 2
     for c in clips:

@@ -79,7 +79,35 @@ def markdown(report: dict) -> str:
         for system, m in by_system.items():
             cells = " | ".join(_fmt(m[k]) for k, _, _ in METRICS)
             lines.append(f"| {pair} | {system} | {m['clips']} | {cells} |")
-    return "\n".join(lines + ["", EXPLAIN])
+    return "\n".join(lines + side_by_side(groups) + ["", EXPLAIN])
+
+
+SIDE_BY_SIDE = ("model", "transcribe_render", "identity")
+HEADLINE = ("rpa", "target_prob", "mel_db")
+
+
+def side_by_side(groups: list[tuple[str, dict]]) -> list[str]:
+    """Markdown lines: per pair, the headline metrics of the model and both baselines in one
+    cell each (``model / transcribe_render / identity``), and how often the model wins."""
+    if not all(s in groups[0][1] for s in SIDE_BY_SIDE):
+        return []
+    titles = {k: t for k, t, _ in METRICS}
+    lines = ["", f"## Side by side: {' / '.join(SIDE_BY_SIDE)}", "",
+             "| pair | " + " | ".join(titles[k] for k in HEADLINE) + " |",
+             "|---|" + "---|" * len(HEADLINE)]
+    for pair, by_system in groups:
+        cells = [" / ".join(_fmt(by_system[s][k]) for s in SIDE_BY_SIDE) for k in HEADLINE]
+        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for key, title, higher in METRICS:
+        if key not in HEADLINE:
+            continue
+        for rival in SIDE_BY_SIDE[1:]:
+            scored = [(m["model"][key], m[rival][key]) for _, m in groups[:-1]
+                      if m["model"][key] is not None and m[rival][key] is not None]
+            wins = sum((a > b) if higher else (a < b) for a, b in scored)
+            lines.append(f"- {title}: the model beats {rival} on {wins} of {len(scored)} pairs")
+    return lines
 
 
 def _atomic_write(path: Path, text: str) -> None:
