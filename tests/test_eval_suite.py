@@ -35,8 +35,9 @@ class Identity:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, wav: np.ndarray, sr: int, to: str, seed: int | None = 0) -> torch.Tensor:
-        assert sr == audio.SAMPLE_RATE and to in self.domains
+    def __call__(self, wav: np.ndarray, sr: int, to: str, seed: int | None = 0,
+                 temperature: float = 1.0) -> torch.Tensor:
+        assert sr == audio.SAMPLE_RATE and to in self.domains and temperature == 1.0
         self.calls += 1
         return torch.from_numpy(np.array(wav, dtype=np.float32))
 
@@ -78,5 +79,6 @@ def test_cli_rejects_bad_input_with_one_line(paired, tmp_path, capsys):  # noqa:
     assert main([*base, "--pairs", "violin:kazoo"]) == 2
     assert main([*base, "--pairs", "violin:piano", "--model", str(tmp_path / "none.pt")]) == 2
     assert main(["--data", str(tmp_path), "--pairs", "violin:piano"]) == 2
+    assert main([*base, "--pairs", "violin:piano", "--temperature", "-1"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
+    assert len(lines) == 5 and all(line.startswith("error: ") for line in lines)

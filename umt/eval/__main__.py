@@ -21,6 +21,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("outputs/eval"))
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=1.0,
+                    help="the model's sampling temperature (0 = greedy)")
     return ap.parse_args(argv)
 
 
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.n < 1 or args.seconds <= 0:
             raise UmtError("-n and --seconds must be positive")
+        if args.temperature < 0:
+            raise UmtError("--temperature must be >= 0")
         translator, model_id = None, "none"
         if args.model is not None:
             if not args.model.is_file():
@@ -43,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             st = args.model.stat()
             model_id = f"{args.model.resolve()}:{st.st_size}:{st.st_mtime_ns}"
         cfg = EvalConfig(data=args.data, out=args.out, pairs=args.pairs, n=args.n,
-                         seconds=args.seconds, seed=args.seed, device=args.device,
-                         model_id=model_id)
+                         seconds=args.seconds, seed=args.seed, temperature=args.temperature,
+                         device=args.device, model_id=model_id)
         report = evaluate(translator, cfg)
     except UmtError as err:
         print(f"error: {err}", file=sys.stderr)

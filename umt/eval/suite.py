@@ -31,7 +31,8 @@ class TranslatorLike(Protocol):
 
     domains: list[str]
 
-    def __call__(self, wav: np.ndarray, sr: int, to: str, seed: int | None = 0) -> torch.Tensor:
+    def __call__(self, wav: np.ndarray, sr: int, to: str, seed: int | None = 0,
+                 temperature: float = 1.0) -> torch.Tensor:
         """Translate ``wav`` (T,) at ``sr`` to domain ``to``: (T',) float at 16 kHz."""
         ...
 
@@ -46,6 +47,7 @@ class EvalConfig:
     n: int = 8
     seconds: float = 4.0
     seed: int = 0
+    temperature: float = 1.0  # the model's sampling temperature
     device: str = "cpu"
     model_id: str = "none"
     cache: Path | None = None  # default: OUT/cache
@@ -81,7 +83,8 @@ def _systems(translator: TranslatorLike | None, fonts: dict[str, SoundFont], cfg
     if translator is not None:
         def run(wav: np.ndarray, to: str) -> np.ndarray:
             with torch.no_grad():
-                out = translator(wav, audio.SAMPLE_RATE, to=to, seed=cfg.seed)
+                out = translator(wav, audio.SAMPLE_RATE, to=to, seed=cfg.seed,
+                                 temperature=cfg.temperature)
             return out.float().cpu().numpy()
         systems["model"] = lambda clip, src, _gt: run(src, clip.target)
         systems["reconstruction"] = lambda clip, _src, gt: run(gt, clip.target)
@@ -154,7 +157,8 @@ def _claim_out(cfg: EvalConfig) -> None:
     cfg.out.mkdir(parents=True, exist_ok=True)
     stamp = cfg.out / ".eval.json"
     ident = json.dumps({"model": cfg.model_id, "data": str(Path(cfg.data).resolve()),
-                        "seed": cfg.seed, "seconds": cfg.seconds})
+                        "seed": cfg.seed, "seconds": cfg.seconds,
+                        "temperature": cfg.temperature})
     if stamp.is_file() and stamp.read_text() != ident:
         raise UmtError(f"{cfg.out} holds results of another model or dataset; use another --out")
     stamp.write_text(ident)
