@@ -245,6 +245,8 @@ def generate(
 ) -> torch.Tensor:
     """Translate a latent into audio with one decoder, all chunks batched.
 
+    On CPU with the TorchScript loop, each batch is shared among :func:`cpu_workers` threads.
+
     Args:
         decoder: Target decoder (eval mode).
         z: (1, D, F) latent, F >= ceil(plan.length / pool).
