@@ -31,8 +31,9 @@ from umt import fastpath  # noqa: E402
 from umt.audio import SAMPLE_RATE  # noqa: E402
 from umt.config import ModelConfig, to_dataclass  # noqa: E402
 from umt.flops import decoder_flops_per_sample  # noqa: E402
-from umt.generate import cpu_threads, cpu_workers, intra_op_threads, max_batch, sample  # noqa: E402
+from umt.generate import cpu_threads, cpu_workers, intra_op_threads, max_batch  # noqa: E402
 from umt.nn.wavenet import SILENCE, Decoder, Stream  # noqa: E402
+from umt.sampling import sample  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "umt" / "model"
 MODES = ["naive", "cached", "cached+script", "chunk-batched", "chunk-batched+script"]
@@ -45,28 +46,13 @@ def flops_per_sample(cfg: ModelConfig) -> float:
     return decoder_flops_per_sample(cfg.decoder) + cond
 
 
-def eager_rate(dec: Decoder, batch: int, steps: int, device: torch.device) -> float:
-    """Samples/s of eager streaming generation, ``batch`` sequences in lock-step."""
+def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device, fast: bool
+                ) -> float:
+    """Samples/s of streaming generation as translate.py runs it: ``fast`` = the TorchScript
+    loop, on CPU with the batch split among ``torch.get_num_threads()`` worker threads of one
+    intra-op thread each; else the same loop in Python (``--eager``), one worker."""
     L, G = len(dec.layers), dec.cfg.gate
-    noise = torch.rand(steps + 2, batch, device=device)
-    prev = torch.full((batch,), SILENCE, device=device)
-    with torch.inference_mode(), cpu_threads(batch, device), dec.streaming(batch):
-        dec.set_condition(torch.randn(batch, L, 2 * G, device=device))
-        for t in range(2):  # warm-up: allocator, kernel selection
-            prev = sample(dec.step(prev), noise[t], 1.0)
-        sync(device)
-        t0 = time.perf_counter()
-        for t in range(2, steps + 2):
-            prev = sample(dec.step(prev), noise[t], 1.0)
-        sync(device)
-    return batch * steps / (time.perf_counter() - t0)
-
-
-def scripted_rate(dec: Decoder, batch: int, steps: int, device: torch.device) -> float:
-    """Samples/s of the TorchScript loop as translate.py runs it: on CPU, the batch split
-    among ``torch.get_num_threads()`` worker threads of one intra-op thread each."""
-    L, G = len(dec.layers), dec.cfg.gate
-    shares = [len(n) for n in torch.arange(batch).tensor_split(cpu_workers(device, True))]
+    shares = [len(n) for n in torch.arange(batch).tensor_split(cpu_workers(device, fast))]
     shares = [n for n in shares if n]
     streams = [Stream(dec, n) for n in shares]  # before the clock: paper's ring is 0.5 GB
     for st, n in zip(streams, shares, strict=True):
@@ -78,12 +64,12 @@ def scripted_rate(dec: Decoder, batch: int, steps: int, device: torch.device) ->
         noise = torch.rand(count, n, device=device)
         out = torch.empty(count, n, dtype=torch.long, device=device)
         with torch.inference_mode():
-            fastpath.run_frame(dec, st, prev, noise, out, 1.0)
+            fastpath.run_frame(dec, st, prev, noise, out, 1.0, fast)
 
     threads = 1 if len(shares) > 1 else torch.get_num_threads()
     with cpu_threads(batch, device), intra_op_threads(threads), ThreadPoolExecutor(
             len(shares)) as pool:
-        for _ in range(2):  # warm-up: TorchScript profiles the first runs, then optimises
+        for _ in range(2):  # warm-up; TorchScript profiles the first runs, then optimises
             list(pool.map(lambda st: run(st, 2), streams))
         sync(device)
         t0 = time.perf_counter()
@@ -120,10 +106,10 @@ def bench_config(name: str, device: torch.device, args: argparse.Namespace, peak
     steps1, steps_b = (100, 8) if quick else (400, 24)
     runs = [
         ("naive", 1, naive_rate(dec, 1 if quick or name == "release" else 3, device)),
-        ("cached", 1, eager_rate(dec, 1, steps1, device)),
-        ("cached+script", 1, scripted_rate(dec, 1, steps1, device)),
-        ("chunk-batched", batch, eager_rate(dec, batch, steps_b, device)),
-        ("chunk-batched+script", batch, scripted_rate(dec, batch, steps_b, device)),
+        ("cached", 1, cached_rate(dec, 1, steps1, device, fast=False)),
+        ("cached+script", 1, cached_rate(dec, 1, steps1, device, fast=True)),
+        ("chunk-batched", batch, cached_rate(dec, batch, steps_b, device, fast=False)),
+        ("chunk-batched+script", batch, cached_rate(dec, batch, steps_b, device, fast=True)),
     ]
     naive = runs[0][2]
     rows = []

@@ -8,9 +8,10 @@ from umt_helpers import model_config
 import umt.generate as gen
 import umt.inference as inference
 from umt.errors import UmtError
-from umt.generate import ChunkPlan, plan_chunks, sample, stitch
+from umt.generate import ChunkPlan, plan_chunks, stitch
 from umt.inference import Translator
 from umt.model import UniversalTranslator
+from umt.sampling import sample
 
 SR = 16_000
 

@@ -65,6 +65,7 @@ def run_frame(
     noise: torch.Tensor,
     out: torch.Tensor,
     temperature: float,
+    fast: bool = True,
 ) -> torch.Tensor:
     """Generate ``noise.shape[0]`` steps of one stream after its ``set_condition``.
 
@@ -75,13 +76,14 @@ def run_frame(
         noise: (S, B) uniforms, one row per step.
         out: (S, B) int64, receives the sampled classes.
         temperature: Softmax temperature (0 = greedy).
+        fast: Run the scripted loop where TorchScript compiles it, else the same loop in Python.
 
     Returns:
         (B,) the last sampled classes.
     """
-    loop = scripted_loop()
-    if loop is None or not st.has_cond:
-        raise RuntimeError("run_frame needs TorchScript and a conditioning frame")
+    if not st.has_cond:
+        raise RuntimeError("run_frame needs a conditioning frame (Stream.set_condition)")
+    loop = (scripted_loop() if fast else None) or _frame_loop
     prev = loop(prev, noise, out, temperature, st.t, st.bufs, st.weights, st.head, dec.cfg.gate)
     st.t += noise.shape[0]
     return prev

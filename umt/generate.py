@@ -25,7 +25,6 @@ import torch
 from umt import fastpath
 from umt.audio import mu_law_decode
 from umt.nn.wavenet import SILENCE, Decoder, Stream
-from umt.sampling import sample
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
@@ -174,7 +173,7 @@ def generate_group(
         temperature: Sampling temperature.
         progress: Called with the number of steps just done, once per latent frame.
         fast: Run each frame's steps in the TorchScript loop (:mod:`umt.fastpath`) when it
-            compiles; the same classes as the eager loop, with less interpreter overhead.
+            compiles, else the same loop in Python: the same classes, more interpreter overhead.
 
     Returns:
         (B, steps) int64 mu-law classes.
@@ -184,25 +183,15 @@ def generate_group(
     noise = noise.t().contiguous().to(dev)  # (steps, B): row t is read at step t
     out = torch.empty(steps, B, dtype=torch.long, device=dev)
     prev = torch.full((B,), SILENCE, dtype=torch.long, device=dev)
+    # A stream of its own, not the module's: worker threads share the decoder.
+    st = Stream(decoder, B)
     with torch.inference_mode(), cpu_threads(B, dev):
-        if fast and fastpath.scripted_loop() is not None:
-            # A stream of its own, not the module's: worker threads share the decoder.
-            st = Stream(decoder, B)
-            for f in range(steps // pool):
-                st.set_condition(decoder.project_condition(_frames(z, starts, f, pool))[0])
-                rows = slice(f * pool, (f + 1) * pool)
-                prev = fastpath.run_frame(decoder, st, prev, noise[rows], out[rows], temperature)
-                if progress is not None:
-                    progress(pool)
-            return out.t()
-        with decoder.streaming(B):
-            for f in range(steps // pool):
-                decoder.set_condition(decoder.project_condition(_frames(z, starts, f, pool))[0])
-                for t in range(f * pool, (f + 1) * pool):
-                    prev = sample(decoder.step(prev), noise[t], temperature)
-                    out[t] = prev
-                if progress is not None:
-                    progress(pool)
+        for f in range(steps // pool):
+            st.set_condition(decoder.project_condition(_frames(z, starts, f, pool))[0])
+            rows = slice(f * pool, (f + 1) * pool)
+            prev = fastpath.run_frame(decoder, st, prev, noise[rows], out[rows], temperature, fast)
+            if progress is not None:
+                progress(pool)
     return out.t()
 
 
