@@ -32,7 +32,8 @@ from umt.audio import SAMPLE_RATE  # noqa: E402
 from umt.config import ModelConfig, to_dataclass  # noqa: E402
 from umt.flops import decoder_flops_per_sample  # noqa: E402
 from umt.generate import cpu_threads, cpu_workers, intra_op_threads, max_batch  # noqa: E402
-from umt.nn.wavenet import SILENCE, Decoder, Stream  # noqa: E402
+from umt.nn.stream import Stream  # noqa: E402
+from umt.nn.wavenet import SILENCE, Decoder  # noqa: E402
 from umt.sampling import sample  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "umt" / "model"
@@ -64,7 +65,7 @@ def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device, fast
         noise = torch.rand(count, n, device=device)
         out = torch.empty(count, n, dtype=torch.long, device=device)
         with torch.inference_mode():
-            fastpath.run_frame(dec, st, prev, noise, out, 1.0, fast)
+            fastpath.run_frame(st, prev, noise, out, 1.0, fast)
 
     threads = 1 if len(shares) > 1 else torch.get_num_threads()
     with cpu_threads(batch, device), intra_op_threads(threads), ThreadPoolExecutor(

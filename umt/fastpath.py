@@ -2,7 +2,7 @@
 
 Eager streaming (:meth:`umt.nn.wavenet.Decoder.step`) pays Python's interpreter for each of the
 ~8 ops per layer and step; at small batches that overhead, not arithmetic, is the time. Here
-the same function, :func:`umt.nn.wavenet.step_logits`, and the sampling run in a TorchScript
+the same function, :func:`umt.nn.stream.step_logits`, and the sampling run in a TorchScript
 loop over all the steps of one latent frame, so results equal the eager path's
 (tests/test_fastpath.py checks it). If scripting
 fails (an unusual build, a platform without TorchScript) generation falls back to eager.
@@ -15,7 +15,7 @@ import warnings
 
 import torch
 
-from umt.nn.wavenet import Decoder, Stream, step_logits
+from umt.nn.stream import Stream, step_logits
 from umt.sampling import sample
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,16 @@ def _frame_loop(
     out: torch.Tensor,
     temperature: float,
     t0: int,
-    bufs: list[torch.Tensor],
+    slots: list[torch.Tensor],
+    offset: list[int],
+    size: list[int],
+    conds: list[torch.Tensor],
     weights: list[list[torch.Tensor]],
+    bufs: list[torch.Tensor],
     head: list[torch.Tensor],
-    gate: int,
 ) -> torch.Tensor:
     for s in range(noise.shape[0]):
-        logits = step_logits(prev, t0 + s, bufs, weights, head, gate)
+        logits = step_logits(prev, t0 + s, slots, offset, size, conds, weights, bufs, head)
         prev = sample(logits, noise[s], temperature)
         out[s] = prev
     return prev
@@ -59,7 +62,6 @@ def scripted_loop():
 
 
 def run_frame(
-    dec: Decoder,
     st: Stream,
     prev: torch.Tensor,
     noise: torch.Tensor,
@@ -70,8 +72,7 @@ def run_frame(
     """Generate ``noise.shape[0]`` steps of one stream after its ``set_condition``.
 
     Args:
-        dec: The decoder whose weights ``st`` views.
-        st: Its streaming buffers (:class:`~umt.nn.wavenet.Stream`), one per concurrent thread.
+        st: Its streaming buffers (:class:`~umt.nn.stream.Stream`), one per concurrent thread.
         prev: (B,) int64 class of the previous sample.
         noise: (S, B) uniforms, one row per step.
         out: (S, B) int64, receives the sampled classes.
@@ -84,6 +85,8 @@ def run_frame(
     if not st.has_cond:
         raise RuntimeError("run_frame needs a conditioning frame (Stream.set_condition)")
     loop = (scripted_loop() if fast else None) or _frame_loop
-    prev = loop(prev, noise, out, temperature, st.t, st.bufs, st.weights, st.head, dec.cfg.gate)
+    p = st.params
+    prev = loop(prev, noise, out, temperature, st.t, st.slots, st.offset, st.size, st.conds,
+                p.weights, st.bufs, p.head)
     st.t += noise.shape[0]
     return prev

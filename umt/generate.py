@@ -24,7 +24,8 @@ import torch
 
 from umt import fastpath
 from umt.audio import mu_law_decode
-from umt.nn.wavenet import SILENCE, Decoder, Stream
+from umt.nn.stream import Stream
+from umt.nn.wavenet import SILENCE, Decoder
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
@@ -137,8 +138,9 @@ def available_memory(device: torch.device) -> int:
 def bytes_per_chunk(decoder: Decoder, steps: int) -> int:
     """Memory one chunk of a batch needs while generating ``steps`` samples."""
     cfg, layers = decoder.cfg, len(decoder.layers)
-    ring = decoder.receptive_field * cfg.residual  # sum of dilations rows of R floats
-    per_step = layers * (cfg.residual + 4 * cfg.gate) + 2 * cfg.skip + 4 * cfg.classes
+    # The ring holds dilation + 1 rows of R floats per layer (umt.nn.stream.Stream).
+    ring = (decoder.receptive_field - 1 + layers) * cfg.residual
+    per_step = layers * 2 * cfg.gate + 3 * cfg.gate + 2 * cfg.skip + 4 * cfg.classes
     return 4 * (ring + per_step) + 12 * steps  # + sampled classes (int64) and uniforms
 
 
@@ -189,7 +191,7 @@ def generate_group(
         for f in range(steps // pool):
             st.set_condition(decoder.project_condition(_frames(z, starts, f, pool))[0])
             rows = slice(f * pool, (f + 1) * pool)
-            prev = fastpath.run_frame(decoder, st, prev, noise[rows], out[rows], temperature, fast)
+            prev = fastpath.run_frame(st, prev, noise[rows], out[rows], temperature, fast)
             if progress is not None:
                 progress(pool)
     return out.t()

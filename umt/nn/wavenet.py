@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 
 from umt.audio import MU
 from umt.config import DecoderConfig, EncoderConfig
+from umt.nn.stream import Stream
 
 SILENCE = (MU + 1) // 2  # mu-law class of a zero sample; the decoder's "previous sample" at t=0
 
@@ -144,56 +145,6 @@ class _DecoderLayer(nn.Module):
         res, skip = self.out(g).split([self.residual, self.out.out_features - self.residual], -1)
         return h + res, skip
 
-    def step_views(self) -> tuple[torch.Tensor, ...]:
-        """Views of this layer's weights in the layout :func:`step_logits` reads (no copies)."""
-        w, r = self.conv.weight.detach(), self.residual  # w: (2, 2G, R); tap 0 sees t - dilation
-        out_w, out_b = self.out.weight.detach(), self.out.bias.detach()
-        return w[0].t(), w[1].t(), out_w[r:].t(), out_w[:r].t(), out_b[:r]
-
-
-def step_logits(
-    prev: torch.Tensor,
-    t: int,
-    bufs: list[torch.Tensor],
-    weights: list[list[torch.Tensor]],
-    head: list[torch.Tensor],
-    gate: int,
-) -> torch.Tensor:
-    """One streaming step of every layer, into a :class:`Stream`'s preallocated buffers.
-
-    Written for TorchScript as well as eager mode: :mod:`umt.fastpath` loops it in a script.
-
-    Args:
-        prev: (B,) int64 class of the previous sample.
-        t: Steps already taken by this stream.
-        bufs: :attr:`Stream.bufs`, the ring, per-layer inputs and delayed inputs, conditioning,
-            skip sum, and the tensors the step reads (skip bias, embedding, dilations, offsets).
-        weights: :attr:`Stream.weights`, per layer :meth:`_DecoderLayer.step_views`.
-        head: :attr:`Stream.head`, the output head's weights and biases.
-        gate: Gate channels G.
-
-    Returns:
-        (B, classes) logits of the next sample.
-    """
-    ring, inputs, past, cond, skip, skip_bias, embed, dil, offset = bufs
-    slots = offset + t % dil  # (L,) ring rows holding each layer's input at t - dilation
-    torch.index_select(ring, 0, slots, out=past)  # (L, B, R)
-    torch.index_select(embed, 0, prev, out=inputs[0])
-    skip.copy_(skip_bias)
-    last = len(weights) - 1
-    for i, w in enumerate(weights):
-        w_past, w_now, w_skip, w_res, b_res = w
-        a = torch.addmm(cond[i], past[i], w_past)  # (B, 2G)
-        a.addmm_(inputs[i], w_now)
-        g = a[:, :gate].tanh_().mul_(a[:, gate:].sigmoid_())  # (B, G) strided view
-        skip.addmm_(g, w_skip)
-        if i < last:  # the last layer's residual output is never read
-            nxt = inputs[i + 1]
-            torch.add(inputs[i], b_res, out=nxt)
-            nxt.addmm_(g, w_res)
-    ring.index_copy_(0, slots, inputs)
-    return F.linear(F.relu(F.linear(F.relu(skip), head[0], head[1])), head[2], head[3])
-
 
 class Decoder(nn.Module):
     """Causal WaveNet over mu-law classes, conditioned on the encoder's latent.
@@ -315,50 +266,6 @@ class Decoder(nn.Module):
         Returns:
             (B, classes) logits.
         """
-        st = self.stream
         if cond is not None:
             self.set_condition(cond)
-        if not st.has_cond:
-            raise RuntimeError("Decoder.step needs a conditioning frame (set_condition)")
-        logits = step_logits(prev, st.t, st.bufs, st.weights, st.head, self.cfg.gate)
-        st.t += 1
-        return logits
-
-
-class Stream:
-    """Buffers of one streaming session of a :class:`Decoder` over ``batch`` sequences.
-
-    Layer i keeps its last ``dilation_i`` inputs in rows ``offset_i .. offset_i + dilation_i`` of
-    one (sum of dilations, B, R) ring, so a step reads every layer's delayed input with one
-    gather and stores the new inputs with one scatter.
-    """
-
-    def __init__(self, dec: Decoder, batch: int) -> None:
-        p = dec.embed.weight
-        kw = {"device": p.device, "dtype": p.dtype}
-        R, G, L = dec.cfg.residual, dec.cfg.gate, len(dec.layers)
-        self.dil = torch.tensor([layer.dilation for layer in dec.layers], device=p.device)
-        self.offset = torch.cumsum(self.dil, 0) - self.dil
-        self.ring = torch.zeros(int(self.dil.sum()), batch, R, **kw)
-        self.inputs = torch.empty(L, batch, R, **kw)  # each layer's input at t
-        self.past = torch.empty(L, batch, R, **kw)  # each layer's input at t - dilation
-        self.cond = torch.empty(L, batch, 2 * G, **kw)
-        self.skip = torch.empty(batch, dec.cfg.skip, **kw)
-        with torch.no_grad():
-            self.skip_bias = sum(layer.out.bias[R:] for layer in dec.layers)
-            self.conv_bias = torch.stack([layer.conv.bias for layer in dec.layers]).unsqueeze(1)
-        self.has_cond, self.t = False, 0
-        # The argument lists of step_logits, made once: at small batch, Python's cost of
-        # slicing per step would dominate.
-        self.bufs = [self.ring, self.inputs, self.past, self.cond, self.skip, self.skip_bias,
-                     dec.embed.weight.detach(), self.dil, self.offset]
-        self.weights = [list(layer.step_views()) for layer in dec.layers]
-        head = (dec.head1.weight, dec.head1.bias, dec.head2.weight, dec.head2.bias)
-        self.head = [w.detach() for w in head]
-
-    @torch.no_grad()
-    def set_condition(self, cond: torch.Tensor) -> None:
-        """Condition the next steps on one latent frame: cond (B, layers, 2 * gate)."""
-        # (L, B, 2G) with the conv biases folded in: once per frame, not once per step.
-        torch.add(cond.transpose(0, 1), self.conv_bias, out=self.cond)
-        self.has_cond = True
+        return self.stream.step(prev)
