@@ -32,7 +32,7 @@ from umt.audio import SAMPLE_RATE  # noqa: E402
 from umt.config import ModelConfig, to_dataclass  # noqa: E402
 from umt.flops import decoder_flops_per_sample  # noqa: E402
 from umt.generate import cpu_threads, cpu_workers, intra_op_threads, max_batch  # noqa: E402
-from umt.nn.stream import Stream  # noqa: E402
+from umt.nn.stream import Stream, step_params  # noqa: E402
 from umt.nn.wavenet import SILENCE, Decoder  # noqa: E402
 from umt.sampling import sample  # noqa: E402
 
@@ -55,7 +55,8 @@ def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device, fast
     L, G = len(dec.layers), dec.cfg.gate
     shares = [len(n) for n in torch.arange(batch).tensor_split(cpu_workers(device, fast))]
     shares = [n for n in shares if n]
-    streams = [Stream(dec, n) for n in shares]  # before the clock: paper's ring is 0.5 GB
+    params = step_params(dec)  # shared, as umt.generate.generate shares it
+    streams = [Stream(dec, n, params) for n in shares]  # before the clock: paper's ring is 1 GB
     for st, n in zip(streams, shares, strict=True):
         st.set_condition(torch.randn(n, L, 2 * G, device=device))
 
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "load_avg": load}), flush=True)
     if not args.json:
         print(f"device: {device_name(device)}; fp32 matmul peak {peak:.0f} GFLOP/s, bf16 "
-              f"{peak_bf16:.0f} GFLOP/s (n={n}); load average {load:.2f} at start")
+              f"{peak_bf16:.0f} GFLOP/s (best square matmul up to n={n}); "
+              f"load average {load:.2f} at start")
         print(table(rows))
     return 0
 

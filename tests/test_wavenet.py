@@ -3,6 +3,7 @@ import torch
 from umt_helpers import model_config
 
 from umt.model import UniversalTranslator
+from umt.nn.stream import Stream, step_params
 from umt.nn.wavenet import SILENCE, Decoder, Encoder, TimeConv
 
 
@@ -78,6 +79,34 @@ def test_streaming_equals_teacher_forced(name, T):
                 step = dec.step(prev, cond[t // cfg.encoder.pool])
                 torch.testing.assert_close(step, full[t], atol=2e-4, rtol=1e-4)
                 prev = q[:, t]
+
+
+def test_streams_sharing_step_params_keep_their_own_state(tiny_cfg):
+    # Two streams on one rewrite of the weights, fed different sequences past the ring's wrap:
+    # each must still match its own teacher-forced pass (nothing mutable lives in the params).
+    torch.manual_seed(1)
+    dec = Decoder(tiny_cfg.decoder, tiny_cfg.encoder.latent_dim, tiny_cfg.encoder.pool).eval()
+    T, pool = 2 * dec.receptive_field + 5, dec.pool
+    q = torch.randint(0, 256, (2, T))
+    z = torch.randn(2, dec.cond.in_features, -(-T // pool))
+    params = step_params(dec)
+    streams = [Stream(dec, 1, params) for _ in range(2)]
+    with torch.no_grad():
+        full, cond = dec(q, z), dec.project_condition(z)
+        prev = [torch.full((1,), SILENCE) for _ in streams]
+        for t in range(T):
+            for b, st in enumerate(streams):
+                if t % pool == 0:
+                    st.set_condition(cond[t // pool, b : b + 1])
+                torch.testing.assert_close(st.step(prev[b]), full[t, b : b + 1], atol=2e-4,
+                                           rtol=1e-4)
+                prev[b] = q[b : b + 1, t]
+
+
+def test_step_without_condition_is_an_error(tiny_cfg):
+    dec = Decoder(tiny_cfg.decoder, tiny_cfg.encoder.latent_dim, tiny_cfg.encoder.pool)
+    with pytest.raises(RuntimeError, match="conditioning"):
+        Stream(dec, 1).step(torch.zeros(1, dtype=torch.long))
 
 
 def test_step_outside_streaming_is_an_error(tiny_cfg):
