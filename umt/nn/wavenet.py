@@ -150,7 +150,8 @@ class Decoder(nn.Module):
     """Causal WaveNet over mu-law classes, conditioned on the encoder's latent.
 
     The logits at sample t depend on classes ``q[t - receptive_field .. t - 1]`` and on the latent
-    frame that covers t. Generation uses :meth:`streaming` and :meth:`step` on the same weights.
+    frame that covers t. Generation uses :meth:`streaming` and :meth:`step` (see
+    :mod:`umt.nn.stream`, which steps a rewrite of these weights that gives the same logits).
 
     Args:
         cfg: Decoder sizes.
@@ -230,7 +231,7 @@ class Decoder(nn.Module):
         """Generation mode: buffers for ``batch`` sequences (:class:`Stream`), reset on entry.
 
         The buffers live on the module, so one thread at a time; threads that generate at once
-        each make their own :class:`Stream` (what :mod:`umt.fastpath` does).
+        each make their own :class:`Stream` (what :mod:`umt.generate` does).
         """
         self._state = Stream(self, batch)
         try:
