@@ -61,7 +61,7 @@ def cached_rate(dec: Decoder, batch: int, steps: int, device: torch.device, fast
         st.set_condition(torch.randn(n, L, 2 * G, device=device))
 
     def run(st: Stream, count: int) -> None:
-        n = st.skip.shape[0]
+        n = st.batch
         prev = torch.full((n,), SILENCE, device=device)
         noise = torch.rand(count, n, device=device)
         out = torch.empty(count, n, dtype=torch.long, device=device)

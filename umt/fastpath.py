@@ -1,7 +1,7 @@
 """TorchScript fast path for generation: one latent frame of steps in a scripted loop.
 
 Eager streaming (:meth:`umt.nn.wavenet.Decoder.step`) pays Python's interpreter for each of the
-~8 ops per layer and step; at small batches that overhead, not arithmetic, is the time. Here
+~6 ops per layer and step; at small batches that overhead, not arithmetic, is the time. Here
 the same function, :func:`umt.nn.stream.step_logits`, and the sampling run in a TorchScript
 loop over all the steps of one latent frame, so results equal the eager path's
 (tests/test_fastpath.py checks it). If scripting
@@ -82,11 +82,8 @@ def run_frame(
     Returns:
         (B,) the last sampled classes.
     """
-    if not st.has_cond:
-        raise RuntimeError("run_frame needs a conditioning frame (Stream.set_condition)")
+    st.require_condition()
     loop = (scripted_loop() if fast else None) or _frame_loop
-    p = st.params
-    prev = loop(prev, noise, out, temperature, st.t, st.slots, st.offset, st.size, st.conds,
-                p.weights, st.bufs, p.head)
+    prev = loop(prev, noise, out, temperature, st.t, *st.args)
     st.t += noise.shape[0]
     return prev

@@ -291,7 +291,7 @@ def cpu_workers(device: torch.device, fast: bool) -> int:
     """Threads that generate shares of a CPU batch at once, each with one intra-op thread.
 
     Splitting the chunks beats splitting every op across threads: an op split N ways waits for
-    its slowest thread at every one of the ~8 ops per layer and step, while a share runs on
+    its slowest thread at every one of the ~6 ops per layer and step, while a share runs on
     alone (TorchScript drops the GIL). Eager mode holds the GIL, so it gets one worker.
     """
     if device.type != "cpu" or not fast or fastpath.scripted_loop() is None:

@@ -112,11 +112,19 @@ class Stream:
         # slicing per step would dominate.
         self.bufs = [self.a, self.a[:, :G], self.a[:, G:], self.g, self.skip, p.skip_bias,
                      p.embed]
+        # step_logits' arguments after (prev, t), in its order: the one place that lists them.
+        self.args = (self.slots, self.offset, self.size, self.conds, p.weights, self.bufs,
+                     p.head)
         self.has_cond, self.t = False, 0
 
     @property
     def batch(self) -> int:
         return self.skip.shape[0]
+
+    def require_condition(self) -> None:
+        """Raise unless :meth:`set_condition` has run: a step needs a conditioning frame."""
+        if not self.has_cond:
+            raise RuntimeError("a streaming step needs a conditioning frame (set_condition)")
 
     @torch.no_grad()
     def set_condition(self, cond: torch.Tensor) -> None:
@@ -129,10 +137,8 @@ class Stream:
     @torch.no_grad()
     def step(self, prev: torch.Tensor) -> torch.Tensor:
         """Logits for the next sample, after :meth:`set_condition`: prev (B,) -> (B, classes)."""
-        if not self.has_cond:
-            raise RuntimeError("a streaming step needs a conditioning frame (set_condition)")
-        logits = step_logits(prev, self.t, self.slots, self.offset, self.size, self.conds,
-                             self.params.weights, self.bufs, self.params.head)
+        self.require_condition()
+        logits = step_logits(prev, self.t, *self.args)
         self.t += 1
         return logits
 
