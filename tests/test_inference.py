@@ -73,6 +73,21 @@ def test_chunked_and_unchunked_outputs_have_the_same_statistics(tiny_export):
     assert 0.5 * (h[0] / h[0].sum() - h[1] / h[1].sum()).abs().sum() < 0.25
 
 
+def test_default_warmup_covers_the_receptive_field_and_the_fade(tiny_export):
+    tr = Translator.load(tiny_export, "cpu")
+    dec = tr.model.decoders["saw"]
+    plan, cap = tr.plan("saw", 10 * SR)
+    assert plan.count > 1 and plan.count <= cap
+    # Where a seam's crossfade starts, the chunk's state holds only its own samples.
+    assert plan.warmup - plan.fade >= dec.receptive_field
+    assert plan.warmup % dec.pool == 0 and plan.warmup < inference.MAX_AUTO_WARMUP
+    explicit = Translator.load(tiny_export, "cpu", warmup_seconds=0.14).plan("saw", 10 * SR)[0]
+    assert explicit.warmup == 2400  # 0.14 s (2240 samples) rounded up to 3 frames
+    # A receptive field longer than the ceiling (paper: 4093 samples) gets the ceiling.
+    paper = Translator(UniversalTranslator(model_config("paper"), ["a"]), "cpu")
+    assert paper.plan("a", 10 * SR)[0].warmup == inference.MAX_AUTO_WARMUP
+
+
 def test_crossfade_keeps_the_power_of_independent_chunks():
     torch.manual_seed(0)
     plan = ChunkPlan(length=8000, chunk=1600, warmup=800, fade=400)

@@ -100,7 +100,7 @@ def plan_chunks(
     chunk: int | None = None,
     warmup: int = 3200,
     fade: int = 800,
-    min_chunk: int = 16000,
+    min_chunk: int = 8000,
 ) -> ChunkPlan:
     """Choose chunks so that one batch covers the whole output when memory allows.
 
