@@ -107,6 +107,22 @@ def test_plan_covers_the_output_in_whole_frames():
     assert plan_chunks(5000, 800, 64, chunk=10**9).count == 1  # no chunking asked
 
 
+def test_default_chunk_minimises_the_modelled_time():
+    h = gen.STEP_COST_BATCH
+
+    def cost(length: int, warmup: int, c: int) -> float:  # steps x (fixed + per-chunk) cost
+        return (warmup + c) * (h + -(-length // c))
+
+    for length, warmup, cap in [(64_000, 1600, 512), (960_000, 3200, 512), (960_000, 800, 16),
+                                (9_600_000, 3200, 512)]:
+        plan = plan_chunks(length, 800, cap, warmup=warmup, min_chunk=800)
+        options = [c for c in range(800, length, 800) if -(-length // c) <= cap]
+        best = min(cost(length, warmup, c) for c in options)
+        assert plan.count <= cap and plan.warmup == warmup
+        assert cost(length, warmup, plan.chunk) <= 1.02 * best, (length, warmup, cap)
+    assert plan_chunks(64_000, 800, 512, warmup=1600, min_chunk=8000).chunk == 8000
+
+
 def test_ten_minute_input_fits_a_24_gb_machine(monkeypatch):
     monkeypatch.setattr(gen, "available_memory", lambda device: 24 * 2**30)
     for name in ("paper", "release"):

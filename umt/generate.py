@@ -38,6 +38,10 @@ MEMORY_FRACTION = 0.25  # of the available memory, for the generation buffers
 # op syncs the threads: on a loaded 2-core machine, paper size at batch 1 ran at 1.7 samples/s
 # with 2 threads and 171 samples/s with 1 (bench/generate.py).
 SINGLE_THREAD_BELOW = 32
+# h = a / b of a generation step's cost a + b * batch: the batch at which the fixed cost equals
+# the arithmetic. Fitted on 2 CPU threads, TorchScript loop, batches 32-512 (bench/generate.py's
+# cached_rates): tiny 139, small 72, paper 66.
+STEP_COST_BATCH = 100
 
 
 @contextmanager
@@ -100,26 +104,35 @@ def plan_chunks(
     chunk: int | None = None,
     warmup: int = 3200,
     fade: int = 800,
-    min_chunk: int = 8000,
+    min_chunk: int = 4000,
 ) -> ChunkPlan:
     """Choose chunks so that one batch covers the whole output when memory allows.
+
+    The default chunk length minimises the modelled time. A step of a batch of ``n`` chunks
+    costs about ``a + b n``: a fixed cost (per-op overhead, weights read) and the arithmetic of
+    each chunk. With ``length / c`` chunks of ``warmup + c`` steps, the time is proportional to
+    ``(warmup + c) * (h + length / c)``, ``h = a / b``, least at ``c = sqrt(warmup * length / h)``.
 
     Args:
         length: Output samples.
         pool: Samples per latent frame.
         max_batch: Largest batch that fits (see :func:`max_batch`).
-        chunk: Samples per chunk; default ``max(min_chunk, length / max_batch)``. A chunk at
-            least as long as the output means no chunking (one sequence, no seams).
+        chunk: Samples per chunk; default: the model's optimum, at least ``min_chunk`` and
+            ``length / max_batch``. A chunk at least as long as the output means no chunking
+            (one sequence, no seams).
         warmup: Warm-up samples per chunk (rounded up to whole frames).
         fade: Crossfade samples at each seam.
-        min_chunk: Shortest default chunk: warm-up costs ``warmup / chunk`` extra work.
+        min_chunk: Shortest default chunk, which bounds how many seams a second has.
     """
+    warmup = _round_up(warmup, pool)
     if chunk is None:
-        chunk = max(min_chunk, -(-length // max_batch))
+        best = math.isqrt(warmup * length // STEP_COST_BATCH)
+        lo, hi = max(pool, best // pool * pool), _round_up(best, pool)
+        best = min(lo, hi, key=lambda c: (warmup + c) * (STEP_COST_BATCH + length / c))
+        chunk = max(min_chunk, best, -(-length // max_batch))
     chunk = _round_up(max(chunk, 1), pool)
     if chunk >= length:
         return ChunkPlan(length, _round_up(max(length, 1), pool), 0, 0)
-    warmup = _round_up(warmup, pool)
     return ChunkPlan(length, chunk, warmup, min(fade, warmup))
 
 

@@ -67,17 +67,17 @@ class Translator:
     Args:
         model: The model, in eval mode.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        chunk_seconds: Chunk length; default: as long as needed to cover the input in one
-            batch that fits in memory (at least ``min_chunk_seconds``). ``inf`` disables chunking.
+        chunk_seconds: Chunk length; default: the length that :func:`umt.generate.plan_chunks`
+            models as fastest, at least ``min_chunk_seconds`` and long enough that the chunks fit
+            one batch in memory. ``inf`` disables chunking.
         warmup_seconds: Warm-up overlap of each chunk with the previous one; default: the
             decoder's receptive field plus the fade, at most 0.2 s, so that where a seam's
             crossfade starts the chunk's state holds only samples it generated itself.
         fade_seconds: Crossfade at each seam (at most the warm-up).
         batch: Chunks generated at once (default: what fits in a quarter of the free memory).
-        min_chunk_seconds: Shortest default chunk (the warm-up is overhead on each chunk).
-            Shorter chunks make a bigger batch of a short input, which CPUs run faster per
-            sample: decoding a 10 s clip with the shipped model took 2.5-2.8 s with 0.5 s chunks
-            against 4.4-5.2 s with 1 s chunks and a 0.2 s warm-up (docs/translate.md).
+        min_chunk_seconds: Shortest default chunk: it bounds the seams per second. Short
+            chunks make a bigger batch of a short input, which runs faster per sample
+            (docs/translate.md has the measurements).
         fast: Generate in the TorchScript loop (:mod:`umt.fastpath`); False forces eager mode.
     """
 
@@ -90,7 +90,7 @@ class Translator:
         warmup_seconds: float | None = None,
         fade_seconds: float = 0.05,
         batch: int | None = None,
-        min_chunk_seconds: float = 0.5,
+        min_chunk_seconds: float = 0.25,
         fast: bool = True,
     ) -> None:
         self.device = resolve_device(device)
