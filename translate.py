@@ -4,9 +4,10 @@
     python translate.py recordings/ --to piano --to violin -o translated/
 
 A folder is searched recursively and its tree mirrored under the output folder; each input gives
-``name.<instrument>.wav`` (16 kHz mono unless --keep-rate). Finished outputs are skipped unless
---overwrite, and every file is written to a temp name and renamed, so an interrupted run leaves
-no partial file and a rerun continues. Under torchrun the files are shared out across ranks.
+``name.<instrument>.wav`` (16 kHz mono unless --keep-rate). Short inputs are generated together,
+their chunks sharing batches. Finished outputs are skipped unless --overwrite, and every file is
+written to a temp name and renamed, so an interrupted run leaves no partial file and a rerun
+continues. Under torchrun the files are shared out across ranks.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from umt.errors import UmtError
 
 PRETRAINED = Path(__file__).resolve().parent / "umt" / "pretrained" / "umt.pt"
+# Most samples generated for one pack of inputs: their noise and classes take 12 bytes a sample
+# (200 MB here), and a 10-minute input with its warm-ups still fits alone.
+PACK_STEPS = 16_000_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,35 +122,65 @@ def remove_stale_temps(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def translate_one(translator, job, todo: dict[str, Path], args, bar) -> None:
-    """Translate one input into every target of ``todo`` and write the results."""
-    from umt.audio import SAMPLE_RATE, resample, save
+@dataclass
+class Pending:
+    """An input read and encoded, waiting for its pack to be decoded."""
+
+    job: object
+    todo: dict[str, Path]  # target -> output path still to write
+    latent: object  # umt.inference.Latent
+    sr: int
+    wav: object = None  # the input, kept only for --plot
+    chunks: int = 0  # rows of a generation batch it takes
+    steps: int = 0  # samples generated for it
+
+
+def prepare(translator, job, todo: dict[str, Path], args) -> Pending:
+    """Read, check and encode one input (the encoder runs once, whatever the targets)."""
+    from umt.audio import SAMPLE_RATE
     from umt.inference import check_audio
     from umt.inputs import read_input
 
     wav, sr = read_input(job.src)
     check_audio(wav, str(job.src))
     latent = translator.encode(wav, SAMPLE_RATE)
-    k = 0
+    plan, _ = translator.plan(next(iter(todo)), latent.length)
+    return Pending(job, todo, latent, sr, wav if args.plot else None, plan.count,
+                   plan.count * plan.steps)
 
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total * len(todo)
-            bar.n = k * total + done
-            bar.refresh()
 
-    for k, (to, path) in enumerate(todo.items()):  # noqa: B007 - `progress` reads k
-        audio = translator.decode(latent, to, seed=args.seed, temperature=args.temperature,
-                                  progress=progress).numpy()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(path)
-        rate = sr if args.keep_rate else SAMPLE_RATE
-        save(path, resample(audio, SAMPLE_RATE, rate), rate)
-        if args.plot:
-            from umt.plot import save_spectrograms
+def translate_pack(translator, pack: list[Pending], args, bar) -> int:
+    """Decode a pack of inputs into each target, their chunks sharing batches, and write the
+    outputs; returns how many were written."""
+    from umt.audio import SAMPLE_RATE, resample, save
 
-            save_spectrograms(path.with_suffix(".png"), {f"input: {job.src.name}": wav,
-                                                         f"output: {path.name}": audio})
+    targets = list(dict.fromkeys(to for p in pack for to in p.todo))
+    written = 0
+    for k, to in enumerate(targets):
+        items = [p for p in pack if to in p.todo]
+
+        def progress(done: int, total: int, k: int = k) -> None:
+            if bar is not None:
+                bar.total = total * len(targets)
+                bar.n = k * total + done
+                bar.refresh()
+
+        outs = translator.decode_many([p.latent for p in items], to, seed=args.seed,
+                                      temperature=args.temperature, progress=progress)
+        for p, audio in zip(items, outs, strict=True):
+            path, audio = p.todo[to], audio.numpy()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(path)
+            rate = p.sr if args.keep_rate else SAMPLE_RATE
+            save(path, resample(audio, SAMPLE_RATE, rate), rate)
+            written += 1
+            if args.plot:
+                from umt.plot import save_spectrograms
+
+                save_spectrograms(path.with_suffix(".png"), {
+                    f"input: {p.job.src.name}": p.wav,
+                    f"output: {path.name}": audio})
+    return written
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,23 +217,45 @@ def run(args: argparse.Namespace) -> int:
     jobs = shard(jobs)
     written = skipped = 0
     failed = len(errors) + len(clashes)
-    overall = tqdm(jobs, unit="file", disable=True if args.quiet else None, position=0)
-    for job in overall:
+    quiet = True if args.quiet else None
+    overall = tqdm(total=len(jobs), unit="file", disable=quiet, position=0)
+    pack: list[Pending] = []
+
+    def flush() -> None:
+        nonlocal written
+        if not pack:
+            return
+        name = pack[0].job.src.name + (f" +{len(pack) - 1}" if len(pack) > 1 else "")
+        bar = tqdm(desc=name, unit="step", leave=False, position=1, disable=quiet)
+        try:
+            written += translate_pack(translator, pack, args, None if bar.disable else bar)
+        finally:
+            bar.close()
+        overall.update(len(pack))
+        pack.clear()
+
+    cap = translator.plan(targets[0], 1)[1]  # chunks a batch holds
+    for job in jobs:
         todo = {to: p for to, p in outputs_of(job, args.out, targets).items()
                 if args.overwrite or not p.exists()}
         if not todo:
             skipped += 1
+            overall.update()
             continue
-        bar = tqdm(desc=job.src.name, unit="step", leave=False, position=1,
-                   disable=True if args.quiet else None)
         try:
-            translate_one(translator, job, todo, args, None if bar.disable else bar)
-            written += len(todo)
+            item = prepare(translator, job, todo, args)
         except UmtError as err:
             tqdm.write(f"error: {err}", file=sys.stderr)
             failed += 1
-        finally:
-            bar.close()
+            overall.update()
+            continue
+        # Short inputs share batches (a pack), up to a full batch or PACK_STEPS samples.
+        if (sum(p.chunks for p in pack) + item.chunks > cap
+                or sum(p.steps for p in pack) + item.steps > PACK_STEPS):
+            flush()
+        pack.append(item)
+    flush()
+    overall.close()
     print(f"{written} written, {skipped} inputs already done, {failed} failed")
     return 1 if failed else 0
 

@@ -1,5 +1,7 @@
 """The generation engine and the Translator API, on a tiny model trained for two steps."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from umt.model import UniversalTranslator
 from umt.sampling import sample
 
 SR = 16_000
+SHIPPED = Path(__file__).resolve().parent.parent / "umt" / "pretrained" / "umt.pt"
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +60,32 @@ def test_several_targets_run_the_encoder_once(translator, monkeypatch):
     outs = translator.translate(wav, SR, ["saw", "sine"], seed=5)
     assert len(calls) == 1 and set(outs) == {"saw", "sine"}
     torch.testing.assert_close(outs["sine"], translator(wav, SR, "sine", seed=5))
+
+
+def test_decode_many_gives_each_input_what_decode_gives_it_alone():
+    # The shipped model: its decoders follow the conditioning, so a chunk fed another input's
+    # frames would sample other classes (the two-step test model hardly listens to it).
+    tr = Translator.load(SHIPPED, "cpu", domains=["piano"], min_chunk_seconds=0.1)
+    # Chunked inputs of several lengths, and one short enough to be a single chunk of its own
+    # length, so the batch mixes inputs and runs two groups of different steps.
+    latents = [tr.encode(_melody(s), SR) for s in (0.5, 0.2, 0.77, 0.05)]
+    assert len({tr.plan("piano", lat.length)[0].steps for lat in latents}) == 2
+    together = tr.decode_many(latents, "piano", seed=7)
+    for latent, out in zip(latents, together, strict=True):
+        alone = tr.decode(latent, "piano", seed=7)
+        assert out.shape == alone.shape == (latent.length,)
+        # Other noise or other conditioning frames would make nearly every sample differ;
+        # float rounding in a differently sized batch may flip a draw now and then.
+        assert (out == alone).float().mean() > 0.9
+
+
+def test_frames_of_several_inputs_stay_in_their_own_span():
+    z = torch.arange(8.0).view(1, 1, 8)  # input 0: frames 0-2, input 1: frames 3-7
+    first, last = torch.tensor([0, 0, 3, 3]), torch.tensor([2, 2, 7, 7])
+    starts = torch.tensor([-800, 1600, -800, 1600])  # a warm-up chunk and a later one each
+    got = [gen._frames(z, starts, f, 800, (first, last)).flatten().tolist() for f in range(4)]
+    # Frames before an input repeat its first frame, frames past its end its last one.
+    assert got == [[0, 2, 3, 5], [0, 2, 3, 6], [1, 2, 4, 7], [2, 2, 5, 7]]
 
 
 def test_chunked_and_unchunked_outputs_have_the_same_statistics(tiny_export):

@@ -142,6 +142,30 @@ def test_folder_is_mirrored_bad_files_skipped_then_rerun_skips_done(tiny_export,
     assert (out / "a" / "b" / "two.sine.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_short_files_share_batches_in_packs_of_one_batch(tiny_export, tmp_path, monkeypatch):
+    from umt.inference import Translator
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        _tone(src / f"{name}.wav", seconds=0.1 + 0.05 * "abc".index(name))
+    calls, real = [], Translator.decode_many
+
+    def recording(self, latents, to, **kw):
+        calls.append((to, len(latents)))
+        return real(self, latents, to, **kw)
+
+    monkeypatch.setattr(Translator, "decode_many", recording)
+    out = tmp_path / "out"
+    argv = [str(src), "--to", "saw", "--to", "sine", "--model", str(tiny_export), "-o", str(out),
+            "--batch", "2", *FAST]  # one chunk per file, two chunks a batch
+    assert translate.main(argv) == 0
+    assert calls == [("saw", 2), ("sine", 2), ("saw", 1), ("sine", 1)]
+    for name, seconds in (("a", 0.1), ("b", 0.15), ("c", 0.2)):
+        for to in ("saw", "sine"):
+            assert sf.info(str(out / f"{name}.{to}.wav")).frames == round(seconds * 16_000)
+
+
 def test_interrupted_write_leaves_no_partial_file_and_rerun_finishes(tiny_export, tmp_path,
                                                                      monkeypatch):
     wav = _tone(tmp_path / "x.wav")

@@ -6,8 +6,9 @@ settle (they overlap the previous chunk) and the two chunks are crossfaded over 
 samples of that overlap. Chunk starts are multiples of the latent frame (``pool`` samples), so
 every chunk of a batch switches conditioning frame at the same step.
 
-The random numbers come from one CPU generator per call, one uniform per (chunk, step), drawn
-before generation: how many chunks share a batch changes the output only through float rounding.
+The random numbers come from one seeded CPU generator per input, one uniform per (chunk, step),
+drawn before generation: how many chunks share a batch, and with which other inputs' chunks
+(:func:`generate_many`), changes the output only through float rounding.
 """
 
 from __future__ import annotations
@@ -165,10 +166,17 @@ def max_batch(decoder: Decoder, steps: int, device: torch.device) -> int:
     return max(1, min(MAX_BATCH.get(device.type, 256), fit))
 
 
-def _frames(z: torch.Tensor, starts: torch.Tensor, f: int, pool: int) -> torch.Tensor:
-    """Latent frame ``f`` of each chunk: z (1, D, F), starts (B,) -> (B, D, 1)."""
-    idx = (torch.div(starts, pool, rounding_mode="floor") + f).clamp_(0, z.shape[-1] - 1)
-    return z[0][:, idx].t().unsqueeze(-1)
+def _frames(z: torch.Tensor, starts: torch.Tensor, f: int, pool: int,
+            spans: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Latent frame ``f`` of each chunk: z (1, D, F), starts (B,) -> (B, D, 1).
+
+    ``spans`` = (first, last) (B,) frames of each chunk's own input, where ``z`` holds several
+    inputs end to end; frames before or after an input repeat its first or last frame."""
+    idx = torch.div(starts, pool, rounding_mode="floor") + f
+    if spans is None:
+        return z[0][:, idx.clamp_(0, z.shape[-1] - 1)].t().unsqueeze(-1)
+    first, last = spans
+    return z[0][:, torch.minimum(torch.maximum(idx + first, first), last)].t().unsqueeze(-1)
 
 
 def generate_group(
@@ -180,6 +188,7 @@ def generate_group(
     progress: Callable[[int], None] | None = None,
     fast: bool = True,
     params: StepParams | None = None,
+    spans: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sample a batch of chunks in lock-step.
 
@@ -193,6 +202,8 @@ def generate_group(
         fast: Run each frame's steps in the TorchScript loop (:mod:`umt.fastpath`) when it
             compiles, else the same loop in Python: the same classes, more interpreter overhead.
         params: The decoder's :func:`~umt.nn.stream.step_params`, when several groups share one.
+        spans: (first, last) (B,) frames of each chunk's input in ``z``, when ``z`` holds the
+            latents of several inputs end to end (:func:`generate_many`); default: all of it.
 
     Returns:
         (B, steps) int64 mu-law classes.
@@ -206,7 +217,7 @@ def generate_group(
     st = Stream(decoder, B, params)
     with torch.inference_mode(), cpu_threads(B, dev):
         for f in range(steps // pool):
-            st.set_condition(decoder.project_condition(_frames(z, starts, f, pool))[0])
+            st.set_condition(decoder.project_condition(_frames(z, starts, f, pool, spans))[0])
             rows = slice(f * pool, (f + 1) * pool)
             prev = fastpath.run_frame(st, prev, noise[rows], out[rows], temperature, fast)
             if progress is not None:
@@ -253,8 +264,6 @@ def generate(
 ) -> torch.Tensor:
     """Translate a latent into audio with one decoder, all chunks batched.
 
-    On CPU with the TorchScript loop, each batch is shared among :func:`cpu_workers` threads.
-
     Args:
         decoder: Target decoder (eval mode).
         z: (1, D, F) latent, F >= ceil(plan.length / pool).
@@ -268,36 +277,92 @@ def generate(
     Returns:
         (length,) float32 audio on the CPU, 16 kHz.
     """
-    gen = torch.Generator()
-    gen.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
-    noise = torch.rand(plan.count, plan.steps, generator=gen)  # (count, steps)
-    batch = batch or max_batch(decoder, plan.steps, z.device)
-    total, done, lock = plan.count * plan.steps, 0, threading.Lock()
-    params = step_params(decoder)  # one rewrite of the weights for every group and thread
+    return generate_many(decoder, [z], [plan], seed=seed, temperature=temperature, batch=batch,
+                         progress=progress, fast=fast)[0]
 
-    def run(idx: torch.Tensor) -> torch.Tensor:
+
+def generate_many(
+    decoder: Decoder,
+    zs: list[torch.Tensor],
+    plans: list[ChunkPlan],
+    *,
+    seed: int | None = 0,
+    temperature: float = 1.0,
+    batch: int | None = None,
+    progress: Progress | None = None,
+    fast: bool = True,
+) -> list[torch.Tensor]:
+    """Translate several latents with one decoder, the chunks of all of them in shared batches.
+
+    Short inputs make small batches, which run slowly per sample; chunks of several inputs
+    with the same steps per chunk fill one batch instead. Each input keeps its own chunks and
+    its own noise (drawn as :func:`generate` draws it for that input alone), so its output does
+    not depend on its company, up to float rounding. On CPU with the TorchScript loop, each
+    batch is shared among :func:`cpu_workers` threads.
+
+    Args:
+        decoder: Target decoder (eval mode).
+        zs: (1, D, F_k) latent of each input, F_k >= ceil(plans[k].length / pool).
+        plans: Chunking of each input (:func:`plan_chunks`).
+        seed: Seed of every input's sampling noise; None draws a fresh one per input.
+        temperature: Softmax temperature (1 = the model's distribution, 0 = greedy).
+        batch: Chunks per batch (default: :func:`max_batch`); more chunks run in sequence.
+        progress: Called with (steps done, steps in all).
+        fast: Use the TorchScript loop where it compiles (:func:`generate_group`).
+
+    Returns:
+        (length_k,) float32 audio of each input on the CPU, 16 kHz.
+    """
+    noises = []
+    for plan in plans:
+        gen = torch.Generator()
+        gen.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
+        noises.append(torch.rand(plan.count, plan.steps, generator=gen))  # (count, steps)
+    z = torch.cat(zs, -1)
+    sizes = torch.tensor([x.shape[-1] for x in zs])
+    last = sizes.cumsum(0) - 1  # (inputs,) each input's frames in z: first[k]..last[k]
+    first = last + 1 - sizes
+    # One row per chunk of every input: (input, chunk index), grouped by steps per chunk.
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for k, plan in enumerate(plans):
+        groups.setdefault(plan.steps, []).extend((k, i) for i in range(plan.count))
+    total, done, lock = sum(p.count * p.steps for p in plans), 0, threading.Lock()
+    params = step_params(decoder)  # one rewrite of the weights for every group and thread
+    classes = [torch.empty(p.count, p.steps, dtype=torch.long) for p in plans]
+
+    def run(rows: list[tuple[int, int]]) -> torch.Tensor:
         def tick(n: int) -> None:
             nonlocal done
             with lock:
-                done += n * len(idx)
+                done += n * len(rows)
                 if progress is not None:
                     progress(done, total)
 
-        starts = (idx * plan.chunk - plan.warmup).to(z.device)
-        return generate_group(decoder, z, starts, noise[idx], temperature, tick, fast, params)
+        k = torch.tensor([j for j, _ in rows])
+        starts = torch.tensor([plans[j].start(c) for j, c in rows], device=z.device)
+        noise = torch.stack([noises[j][c] for j, c in rows])
+        spans = (first[k].to(z.device), last[k].to(z.device))
+        return generate_group(decoder, z, starts, noise, temperature, tick, fast, params, spans)
 
     workers = cpu_workers(z.device, fast)
-    chunks = []
-    for g in range(0, plan.count, batch):
-        shares = torch.arange(g, min(plan.count, g + batch)).tensor_split(workers)
-        shares = [idx for idx in shares if len(idx)]
-        if len(shares) == 1:
-            q = run(shares[0])
-        else:
-            with intra_op_threads(1), ThreadPoolExecutor(len(shares)) as pool:
-                q = torch.cat(list(pool.map(run, shares)))
-        chunks.append(mu_law_decode(q).float().cpu())
-    return stitch(torch.cat(chunks), plan)
+    for steps, rows in groups.items():
+        cap = batch or max_batch(decoder, steps, z.device)
+        for g in range(0, len(rows), cap):
+            part = rows[g : g + cap]
+            shares = [s for s in _split(part, workers) if s]
+            if len(shares) == 1:
+                q = run(shares[0])
+            else:
+                with intra_op_threads(1), ThreadPoolExecutor(len(shares)) as pool:
+                    q = torch.cat(list(pool.map(run, shares)))
+            for (k, i), row in zip(part, q.cpu(), strict=True):
+                classes[k][i] = row
+    return [stitch(mu_law_decode(q).float(), plan) for q, plan in zip(classes, plans, strict=True)]
+
+
+def _split(rows: list, n: int) -> list[list]:
+    """``rows`` in ``n`` contiguous shares of near-equal sizes, as ``tensor_split`` cuts."""
+    return [[rows[j] for j in part.tolist()] for part in torch.arange(len(rows)).tensor_split(n)]
 
 
 def cpu_workers(device: torch.device, fast: bool) -> int:
