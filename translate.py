@@ -17,8 +17,15 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from umt.errors import UmtError
+
+if TYPE_CHECKING:  # the model stack is imported only once arguments are checked
+    import numpy as np
+
+    from umt.inference import Latent
+    from umt.inputs import Job
 
 PRETRAINED = Path(__file__).resolve().parent / "umt" / "pretrained" / "umt.pt"
 # Most samples generated for one pack of inputs: their noise and classes take 12 bytes a sample
@@ -126,16 +133,16 @@ def remove_stale_temps(path: Path) -> None:
 class Pending:
     """An input read and encoded, waiting for its pack to be decoded."""
 
-    job: object
+    job: Job
     todo: dict[str, Path]  # target -> output path still to write
-    latent: object  # umt.inference.Latent
-    sr: int
-    wav: object = None  # the input, kept only for --plot
+    latent: Latent
+    sr: int  # the file's own sample rate
+    wav: np.ndarray | None = None  # the input at 16 kHz, kept only for --plot
     chunks: int = 0  # rows of a generation batch it takes
     steps: int = 0  # samples generated for it
 
 
-def prepare(translator, job, todo: dict[str, Path], args) -> Pending:
+def prepare(translator, job: Job, todo: dict[str, Path], args) -> Pending:
     """Read, check and encode one input (the encoder runs once, whatever the targets)."""
     from umt.audio import SAMPLE_RATE
     from umt.inference import check_audio

@@ -150,6 +150,7 @@ def test_default_chunk_minimises_the_modelled_time():
         assert plan.count <= cap and plan.warmup == warmup
         assert cost(length, warmup, plan.chunk) <= 1.02 * best, (length, warmup, cap)
     assert plan_chunks(64_000, 800, 512, warmup=1600, min_chunk=8000).chunk == 8000
+    assert plan_chunks(64_000, 800, 512, warmup=0, min_chunk=0).chunk == 800  # no warm-up
 
 
 def test_ten_minute_input_fits_a_24_gb_machine(monkeypatch):

@@ -128,7 +128,7 @@ def plan_chunks(
     warmup = _round_up(warmup, pool)
     if chunk is None:
         best = math.isqrt(warmup * length // STEP_COST_BATCH)
-        lo, hi = max(pool, best // pool * pool), _round_up(best, pool)
+        lo, hi = max(pool, best // pool * pool), max(pool, _round_up(best, pool))
         best = min(lo, hi, key=lambda c: (warmup + c) * (STEP_COST_BATCH + length / c))
         chunk = max(min_chunk, best, -(-length // max_batch))
     chunk = _round_up(max(chunk, 1), pool)
