@@ -53,11 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write at the input's sample rate instead of 16 kHz")
     p.add_argument("--list", action="store_true", help="print the model's instruments and exit")
     p.add_argument("--chunk-seconds", type=float, default=None,
-                   help="chunk length for parallel generation (default: from memory); "
-                        "'inf' disables chunking")
-    p.add_argument("--batch", type=int, default=None, help="chunks per batch (default: memory)")
+                   help="chunk length for parallel generation (default: the fastest by a cost "
+                        "model, at least 0.25 s, longer when memory needs); 'inf' disables "
+                        "chunking")
+    p.add_argument("--batch", type=int, default=None,
+                   help="chunks per batch, shared by short files (default: from memory)")
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (default: torch's): the chunks of a file are shared among "
+                   help="CPU threads (default: torch's): each batch of chunks is shared among "
                         "this many worker threads")
     p.add_argument("--eager", action="store_true",
                    help="skip the TorchScript generation loop (same output, slower)")
