@@ -31,3 +31,10 @@ def _square_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: floa
         sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
+
+
+def markdown_table(rows: list[dict], cols: list[str], fmt=str) -> str:
+    """``rows`` as a Markdown table of columns ``cols``, each cell written by ``fmt``."""
+    lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
+    lines += [" | ".join(fmt(r[c]) for c in cols) for r in rows]
+    return "\n".join(f"| {line} |" for line in lines)

@@ -32,7 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import matmul_peak, sync  # noqa: E402
+from bench.common import markdown_table, matmul_peak, sync  # noqa: E402
 from umt import fastpath  # noqa: E402
 from umt.audio import SAMPLE_RATE  # noqa: E402
 from umt.config import ModelConfig, to_dataclass  # noqa: E402
@@ -157,9 +157,7 @@ def device_name(device: torch.device) -> str:
 def table(rows: list[dict]) -> str:
     cols = ["config", "mode", "batch", "samples_per_s", "realtime_factor", "gflops",
             "peak_gflops", "pct_peak", "pct_peak_best", "vs_naive"]
-    lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
-    lines += [" | ".join(str(r[c]) for c in cols) for r in rows]
-    return "\n".join(f"| {line} |" for line in lines)
+    return markdown_table(rows, cols)
 
 
 def main(argv: list[str] | None = None) -> int:
