@@ -1,0 +1,40 @@
+"""One device resolver for training, inference and the CLIs."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from plumbing.errors import UserError
+
+
+def resolve_device(device: str | torch.device = "auto", rank: int | None = None) -> torch.device:
+    """The device a process should use.
+
+    ``auto`` is CUDA when present, else the CPU. A bare ``cuda`` (or ``auto`` on a GPU machine)
+    takes GPU ``rank % count``; ``rank`` defaults to torchrun's ``LOCAL_RANK`` (0 outside it),
+    so the ranks of one node spread over its GPUs. ``cuda:N`` is taken as given.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a torch.device.
+        rank: Local rank choosing the GPU; default: ``$LOCAL_RANK`` or 0.
+
+    Raises:
+        UserError: CUDA asked for on a machine without it, or an unknown device name.
+    """
+    name = str(device)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type != "cuda":
+        return dev
+    if not torch.cuda.is_available():
+        raise UserError(f"device {name} asked for, but no CUDA device is available")
+    if dev.index is not None:
+        return dev
+    rank = int(os.environ.get("LOCAL_RANK", 0)) if rank is None else rank
+    return torch.device("cuda", rank % torch.cuda.device_count())
