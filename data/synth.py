@@ -25,6 +25,7 @@ from tqdm import tqdm
 from data.instruments import SoundFont, parse_instruments, resolve_soundfonts
 from data.render import fluidsynth_path, render, write_midi
 from data.sources import Piece, count_candidates, iter_works, pieces_of
+from plumbing.atomic import atomic_text
 from umt import audio
 from umt.errors import UmtError
 
@@ -91,7 +92,8 @@ def select_pieces(cfg: BuildConfig) -> list[Piece]:
 
     Each source's works are visited in a seeded random order; the next work always comes from
     the source with the least audio so far, so 430 chorales do not crowd out 20 quartet
-    movements (an exhausted source drops out).
+    movements (an exhausted source drops out). An ``hours`` too small for one work per split
+    builds the smallest dataset that has them (``len(SPLITS)`` works) and says so on stderr.
     """
     rng = random.Random(cfg.seed)
     streams = {}
@@ -102,8 +104,13 @@ def select_pieces(cfg: BuildConfig) -> list[Piece]:
     seconds = dict.fromkeys(cfg.sources, 0.0)
     chosen: list[Piece] = []
     total = 0.0
+    topped_up = False  # works added past the hours asked for, so that every split gets one
     bar = tqdm(total=round(cfg.hours * 3600), desc="reading MIDI", unit="s", leave=False)
-    while streams and total < cfg.hours * 3600:
+    while streams:
+        enough = total >= cfg.hours * 3600
+        if enough and len({p.work for p in chosen}) >= len(SPLITS):
+            break
+        topped_up |= enough
         src = min(streams, key=lambda k: seconds[k])
         work = next(streams[src], None)
         if work is None:
@@ -116,15 +123,25 @@ def select_pieces(cfg: BuildConfig) -> list[Piece]:
         total += added
         bar.update(round(added))
     bar.close()
-    if len({p.work for p in chosen}) < 3:
-        raise UmtError("fewer than 3 works selected (train/val/test need one each): "
-                       "raise --hours or add sources")
+    _check_selection(cfg, chosen, total, topped_up)
+    return chosen
+
+
+def _check_selection(cfg: BuildConfig, chosen: list[Piece], total: float, topped_up: bool) -> None:
+    """One-line errors for selections that cannot make a dataset; the note when topped up."""
+    if not chosen:
+        raise UmtError(f"no notes found in sources {','.join(cfg.sources)}")
+    works = len({p.work for p in chosen})
+    if works < len(SPLITS):
+        raise UmtError(f"the sources hold only {works} usable work(s); train, val and test need "
+                       f"one each: add sources")
     names = [p.name for p in chosen]
     if len(set(names)) != len(names):
         raise UmtError("two works share a name; give sources with distinct folder names")
-    if not chosen:
-        raise UmtError(f"no notes found in sources {','.join(cfg.sources)}")
-    return chosen
+    if topped_up:
+        print(f"note: --hours {cfg.hours:g} is less than the smallest dataset with a train, val "
+              f"and test work; building {works} works ({total / 3600:.2g} h per instrument)",
+              file=sys.stderr)
 
 
 def _render_task(cfg: BuildConfig, piece: Piece, inst: str, font: SoundFont, dest: Path) -> float:
@@ -146,7 +163,7 @@ def _check_out(cfg: BuildConfig, write: bool) -> None:
         raise UmtError(f"{cfg.out} holds a dataset built with other settings; use another --out")
     if write:
         cfg.out.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(ident)
+        atomic_text(stamp, ident)
 
 
 def build_dataset(cfg: BuildConfig) -> dict:
@@ -180,9 +197,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
                                          desc="rendering", unit="file"):
             entries[p.name]["audio"][inst]["seconds"] = round(fut.result(), 3)
     manifest = _manifest(cfg, split, entries)
-    tmp = cfg.out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, cfg.out / MANIFEST)
+    atomic_text(cfg.out / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
 
 

@@ -26,7 +26,7 @@ clip=$(find "$OUT/data/violin/test" -name '*__soprano.wav' | sort | head -n 1)
 $PY translate.py "$clip" --to piano --model "$OUT/tiny.pt" -o "$OUT/translated" --plot
 
 echo "== 4/4 evaluation against the identity and transcribe-then-render baselines"
-$PY -m umt.eval --model "$OUT/tiny.pt" --data "$OUT/data" --pairs violin:piano -n 2 \
+$PY -m evaluation --model "$OUT/tiny.pt" --data "$OUT/data" --pairs violin:piano -n 2 \
     --seconds 4 --out "$OUT/eval"
 echo
-echo "translation: $OUT/translated/ (wav + spectrogram png); report: $OUT/eval/report.md"
+echo "translation: $OUT/translated/ (wav + spectrogram png); report: $OUT/eval/report.md, listening page $OUT/eval/report.html"

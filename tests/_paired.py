@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from umt.eval.timbre import TimbreConfig
+from evaluation.timbre import TimbreConfig
 
 INSTRUMENTS = "piano,violin,flute"
 # Small but real: 4 chorales cut to 8 s, whole texture + soprano line, on three instruments.

@@ -9,10 +9,10 @@ import pytest
 
 from data.instruments import resolve_soundfonts
 from data.render import read_tracks, render
+from evaluation.distance import log_mel_distance, mr_stft_distance
+from evaluation.pitch import chroma_similarity, pitch_scores, track_pitch
 from tests._paired import paired  # noqa: F401  (fixture)
 from umt import audio
-from umt.eval.distance import log_mel_distance, mr_stft_distance
-from umt.eval.pitch import chroma_similarity, pitch_scores, track_pitch
 
 SR = audio.SAMPLE_RATE
 

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from evaluation.__main__ import main
+from evaluation.listening import PLAYERS
+from evaluation.suite import EvalConfig, evaluate
+from evaluation.timbre import load_or_train
+from tests._page import broken_links, parse_page
 from tests._paired import TIMBRE, paired  # noqa: F401  (fixture)
 from umt import audio
-from umt.eval.__main__ import main
-from umt.eval.suite import EvalConfig, evaluate
-from umt.eval.timbre import load_or_train
 
 
 def test_classifier_separates_instruments_on_held_out_renders(paired):  # noqa: F811
@@ -68,6 +70,10 @@ def test_suite_end_to_end_scores_known_answers_and_resumes(paired, tmp_path):  #
     for c in clips:
         for name in ("source", "model", "ground_truth", "transcribe_render", "spectrograms"):
             assert any(p.stem == name for p in c.iterdir())
+    page = parse_page(out / "report.html")
+    assert broken_links(out / "report.html", page) == []
+    assert len(page.images) == 2 and len(page.audio) == 2 * len(PLAYERS)  # per clip, all exist
+    assert [r[1][0] for r in page.tables[0][1:]] == list(report["overall"]) * 2  # pair, overall
     again = evaluate(model, cfg)
     assert model.calls == 4  # resumed: translations reused
     assert json.dumps(again["pairs"]) == json.dumps(report["pairs"])

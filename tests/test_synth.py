@@ -114,3 +114,42 @@ def test_sources_share_the_hours_evenly(tmp_path):
     cfg.hours = 197 / 3600  # more than the small source has: the big one fills the rest
     works = {p.work for p in synth.select_pieces(cfg)}
     assert sum(w.startswith("few") for w in works) == 4 and len(works) == 20
+
+
+def _midi_works(folder, n: int, seconds: float) -> None:
+    """``n`` one-line MIDI works of ``seconds`` each (a note every 0.5 s)."""
+    from data.render import NoteEvent, write_midi
+
+    for i in range(n):
+        notes = [NoteEvent(k * 0.5, k * 0.5 + 0.4, 60 + (i + k) % 12, 80)
+                 for k in range(round(seconds / 0.5))]
+        write_midi(folder / f"w{i}.mid", notes)
+
+
+def test_tiny_hours_build_the_smallest_dataset_with_every_split(tmp_path, capsys):
+    from tests._paired import require_fluidsynth
+
+    require_fluidsynth()
+    _midi_works(tmp_path / "mid", 5, seconds=2.0)  # each work lasts 1.9 s
+    base = ["--instruments", "piano", "--soundfont", "timgm6mb", "--voices", "none",
+            "--sources", str(tmp_path / "mid"), "--jobs", "1"]
+    assert synth.main(["--out", str(tmp_path / "a"), *base, "--hours", "0.0001"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert err == ["note: --hours 0.0001 is less than the smallest dataset with a train, val and "
+                   "test work; building 3 works (0.0016 h per instrument)"]
+    m = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert {s: len(w) for s, w in m["splits"].items()} == {"train": 1, "val": 1, "test": 1}
+    assert len(list((tmp_path / "a" / "piano").rglob("*.wav"))) == 3
+    # Hours that need three works anyway: no note, and the same three works.
+    assert synth.main(["--out", str(tmp_path / "b"), *base, "--hours", str(5.0 / 3600)]) == 0
+    assert "note:" not in capsys.readouterr().err
+    mb = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert mb["splits"] == m["splits"]
+
+
+def test_too_few_works_for_three_splits_is_one_line(tmp_path, capsys):
+    _midi_works(tmp_path / "mid", 2, seconds=2.0)
+    cfg = synth.BuildConfig(out=tmp_path / "out", instruments={"piano": 0}, soundfonts=[],
+                            sources=[str(tmp_path / "mid")], hours=1.0, voices="none")
+    with pytest.raises(UmtError, match="only 2 usable work"):
+        synth.select_pieces(cfg)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from data.render import NoteEvent
+from evaluation.pitch import HOP, frame_db, track_pitch
 from umt.audio import SAMPLE_RATE
-from umt.eval.pitch import HOP, frame_db, track_pitch
 
 FRAME_S = HOP / SAMPLE_RATE
 MIN_NOTE_S = 0.08

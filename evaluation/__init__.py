@@ -1,4 +1,4 @@
-"""Automatic evaluation of translations on a paired rendered dataset (see umt/eval/README.md).
+"""Automatic evaluation of translations on a paired rendered dataset (see evaluation/README.md).
 
 Modules: ``pitch`` (CREPE f0 and chroma agreement), ``timbre`` (instrument classifier),
 ``distance`` (log-mel and multi-resolution STFT distance to the paired render), ``transcribe``

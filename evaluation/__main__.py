@@ -1,4 +1,4 @@
-"""``python -m umt.eval --model EXPORT --data DIR --pairs violin:piano,flute:piano``"""
+"""``python -m evaluation --model EXPORT --data DIR --pairs violin:piano,flute:piano``"""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from plumbing.errors import UserError
 from umt.errors import UmtError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m umt.eval",
+    ap = argparse.ArgumentParser(prog="python -m evaluation",
                                  description="Score translations against paired renders.")
     ap.add_argument("--model", type=Path, default=None,
                     help="model export; without it only the baselines are scored")
@@ -29,8 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the suite; print the table. Bad input: one line on stderr, exit status 2."""
     args = parse_args(argv)
-    from umt.eval.report import markdown
-    from umt.eval.suite import EvalConfig, evaluate
+    from evaluation.report import markdown
+    from evaluation.suite import EvalConfig, evaluate
 
     try:
         if args.n < 1 or args.seconds <= 0:
@@ -50,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
                          seconds=args.seconds, seed=args.seed, temperature=args.temperature,
                          device=args.device, model_id=model_id)
         report = evaluate(translator, cfg)
-    except UmtError as err:
+    except (UmtError, UserError) as err:  # one type once UmtError aliases UserError
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(markdown(report))
-    print(f"written: {args.out / 'report.md'}, {args.out / 'report.json'}, {args.out / 'clips'}/")
+    print(f"written: {args.out / 'report.md'}, {args.out / 'report.json'}, "
+          f"{args.out / 'report.html'} (listening page), {args.out / 'clips'}/")
     return 0
 
 

@@ -15,13 +15,14 @@ from tqdm import tqdm
 from data.instruments import SoundFont, program_of, resolve_soundfonts
 from data.render import render
 from data.synth import load_manifest
+from evaluation.clips import Clip, parse_pairs, pick_clips
+from evaluation.distance import log_mel_distance, mr_stft_distance
+from evaluation.pitch import PitchTrack, chroma_similarity, pitch_scores, track_pitch
+from evaluation.timbre import TimbreClassifier, TimbreConfig, load_or_train
+from evaluation.transcribe import transcribe_monophonic, transcribe_polyphonic
+from plumbing.atomic import atomic_text
 from umt import audio
 from umt.errors import UmtError
-from umt.eval.clips import Clip, parse_pairs, pick_clips
-from umt.eval.distance import log_mel_distance, mr_stft_distance
-from umt.eval.pitch import PitchTrack, chroma_similarity, pitch_scores, track_pitch
-from umt.eval.timbre import TimbreClassifier, TimbreConfig, load_or_train
-from umt.eval.transcribe import transcribe_monophonic, transcribe_polyphonic
 
 SYSTEMS = ("model", "reconstruction", "transcribe_render", "identity")
 
@@ -120,14 +121,16 @@ def score(out: np.ndarray, src: np.ndarray, gt: np.ndarray, src_track: PitchTrac
 
 
 def evaluate(translator: TranslatorLike | None, cfg: EvalConfig) -> dict:
-    """Run the whole suite and write ``report.md``, ``report.json`` and per-clip material.
+    """Run the whole suite; write ``report.md``, ``report.json``, ``report.html`` (the listening
+    page) and per-clip material (wavs and ``spectrograms.png``).
 
     Outputs already in ``cfg.out/clips`` are reused, so a broken run resumes where it stopped.
 
     Returns:
         The report as written to ``report.json``.
     """
-    from umt.eval.report import spectrogram_figure, summarize, write_report
+    from evaluation.listening import write_html
+    from evaluation.report import spectrogram_figure, summarize, write_report
 
     manifest = load_manifest(cfg.data)
     pairs = parse_pairs(cfg.pairs, list(manifest["instruments"]))
@@ -145,10 +148,10 @@ def evaluate(translator: TranslatorLike | None, cfg: EvalConfig) -> dict:
     for clip in tqdm(clips, desc="evaluating", unit="clip"):
         rows.append(_eval_clip(clip, systems, clf, cfg))
         folder = cfg.out / "clips" / f"{clip.source}-to-{clip.target}" / clip.id
-        shown = "model" if "model" in systems else "transcribe_render"
-        spectrogram_figure(folder, shown)
+        spectrogram_figure(folder, [s for s in ("model", "transcribe_render") if s in systems])
     report = summarize(rows, clf, cfg, list(systems))
     write_report(cfg.out, report)
+    write_html(cfg.out, report)
     return report
 
 
@@ -161,7 +164,7 @@ def _claim_out(cfg: EvalConfig) -> None:
                         "temperature": cfg.temperature})
     if stamp.is_file() and stamp.read_text() != ident:
         raise UmtError(f"{cfg.out} holds results of another model or dataset; use another --out")
-    stamp.write_text(ident)
+    atomic_text(stamp, ident)
 
 
 def _eval_clip(clip: Clip, systems: dict, clf: TimbreClassifier, cfg: EvalConfig) -> dict:

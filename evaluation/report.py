@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from evaluation.timbre import TimbreClassifier
+from plumbing.atomic import atomic_text, atomic_write
 from umt import audio
-from umt.eval.timbre import TimbreClassifier
 
 # (key, column title, better when higher?) in table order.
 METRICS = (
@@ -110,17 +110,10 @@ def side_by_side(groups: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_report(out: Path, report: dict) -> None:
     """Write ``report.md`` and ``report.json`` into ``out`` (each atomically)."""
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "report.json", json.dumps(_clean(report), indent=1, allow_nan=False))
-    _atomic_write(out / "report.md", markdown(report))
+    atomic_text(out / "report.json", json.dumps(_clean(report), indent=1, allow_nan=False))
+    atomic_text(out / "report.md", markdown(report))
 
 
 def _clean(v: object) -> object:
@@ -134,8 +127,9 @@ def _clean(v: object) -> object:
     return v
 
 
-def spectrogram_figure(folder: Path, system: str) -> None:
-    """``spectrograms.png`` in a clip folder: source, ``system``'s output, ground truth."""
+def spectrogram_figure(folder: Path, systems: list[str]) -> None:
+    """``spectrograms.png`` in a clip folder: the source, each of ``systems``' outputs (e.g. the
+    model and the transcribe-then-render baseline), then the ground truth, side by side."""
     path = folder / "spectrograms.png"
     if path.is_file():
         return
@@ -145,8 +139,8 @@ def spectrogram_figure(folder: Path, system: str) -> None:
     import librosa
     import matplotlib.pyplot as plt
 
-    names = ("source", system, "ground_truth")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    names = ("source", *systems, "ground_truth")
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), sharey=True)
     for ax, name in zip(axes, names, strict=True):
         wav = audio.load(folder / f"{name}.wav")
         S = librosa.feature.melspectrogram(y=wav, sr=audio.SAMPLE_RATE, n_fft=1024,
@@ -159,7 +153,7 @@ def spectrogram_figure(folder: Path, system: str) -> None:
     axes[0].set_ylabel("mel bin")
     fig.suptitle(folder.name)
     fig.tight_layout()
-    tmp = folder / f".spectrograms.{os.getpid()}.png"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    finally:
+        plt.close(fig)
