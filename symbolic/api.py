@@ -8,6 +8,7 @@ import numpy as np
 import symusic
 import torch
 
+from symbolic.checkpoint import model_from_export, read_export
 from symbolic.data import bar_slice
 from symbolic.grammar import Grammar
 from symbolic.midi_io import UserError, read_midi, select_track, write_midi
@@ -23,7 +24,6 @@ from symbolic.tokens import (
     position_ids,
     token_table,
 )
-from symbolic.train import load_export
 
 __all__ = ["Composer", "UserError", "read_midi", "select_track", "write_midi"]
 
@@ -55,10 +55,8 @@ class Composer:
     def load(cls, path: str | Path | None = None) -> Composer:
         """Loads an export (default: the shipped chorale model)."""
         path = Path(path) if path else DEFAULT_MODEL
-        if not path.is_file():
-            raise UserError(f"model not found: {path}")
-        meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
-        return cls(load_export(path), meta)
+        blob = read_export(path)  # read once: the weights and the metadata
+        return cls(model_from_export(blob), blob.get("meta", {}))
 
     def tokens(self, score: symusic.Score) -> list[int]:
         """REMI ids of all notes of ``score`` merged; ``UserError`` if nothing is left."""

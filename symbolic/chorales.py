@@ -12,6 +12,8 @@ from pathlib import Path
 
 import symusic
 
+from plumbing.atomic import atomic_write
+
 VOICES = ("soprano", "alto", "tenor", "bass")
 
 
@@ -47,9 +49,7 @@ def convert_one(name: str, out_path: Path) -> bool:
     for track, voice in zip(midi.tracks, VOICES, strict=True):
         track.name = voice
     del converter
-    final_tmp = out_path.with_suffix(".part.mid")
-    midi.dump_midi(str(final_tmp))
-    os.replace(final_tmp, out_path)
+    atomic_write(out_path, lambda tmp: midi.dump_midi(str(tmp)))
     return True
 
 

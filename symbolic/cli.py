@@ -82,12 +82,15 @@ def run_generate(args: argparse.Namespace) -> str:
 
 def run_train(overrides: list[str]) -> str:
     """Hydra-composed training; returns the export path line."""
+    from symbolic.midi_io import UserError
     from symbolic.train import compose_config, train
 
     try:
         cfg = compose_config(overrides)
-    except Exception as err:  # hydra/omegaconf/dataclass validation: one line for the user
-        raise ValueError(f"bad config: {str(err).splitlines()[0]}") from None
+    except UserError:
+        raise
+    except Exception as err:  # hydra's own override errors: one line for the user
+        raise UserError(f"bad config: {str(err).splitlines()[0]}") from None
     return f"exported {train(cfg)}"
 
 
@@ -100,7 +103,8 @@ def run_eval(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status (130/143 after SIGINT/SIGTERM stopped training)."""
+    from plumbing.signals import Interrupted
     from symbolic.midi_io import UserError
 
     args = build_parser().parse_args(argv)
@@ -115,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:  # training saved its state first: the line says how to go on
+        print(stop, file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -1,9 +1,16 @@
-"""Typed configuration dataclasses; the hydra YAML in configs/symbolic validates against them."""
+"""Typed configuration dataclasses; the hydra YAML in configs/symbolic validates against them.
+
+Validation is the shared one (:func:`plumbing.config.to_dataclass`, re-exported here): a typo or a
+value of the wrong type is a one-line :class:`plumbing.errors.UserError`, as in ``umt``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any
+from dataclasses import dataclass, field
+
+from plumbing.config import to_dataclass, to_dict
+
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "TrainerConfig", "to_dataclass", "to_dict"]
 
 
 @dataclass
@@ -90,6 +97,8 @@ class TrainerConfig:
         seed: random seed.
         export: path of the export written at the end (plain types, weights_only loadable).
         max_minutes: stop (with a checkpoint and export) after this wall time; 0 = no limit.
+        device: ``cpu`` (the default: the shipped model's recipe), ``auto``, ``cuda`` or
+            ``cuda:N`` (:func:`plumbing.device.resolve_device`).
     """
 
     run_dir: str = "runs/symbolic"
@@ -107,6 +116,7 @@ class TrainerConfig:
     seed: int = 0
     export: str = ""
     max_minutes: float = 0.0
+    device: str = "cpu"
 
 
 @dataclass
@@ -116,22 +126,3 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-
-
-def from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Builds dataclass ``cls`` from a dict, failing on any unknown key (a typo fails fast)."""
-    names = {f.name: f for f in fields(cls)}
-    unknown = set(values) - set(names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-    kwargs = {}
-    for key, val in values.items():
-        factory = names[key].default_factory
-        nested = isinstance(val, dict) and is_dataclass(factory)
-        kwargs[key] = from_dict(factory, val) if nested else val
-    return cls(**kwargs)
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain-dict form of a config dataclass (what rides inside checkpoints)."""
-    return asdict(cfg)

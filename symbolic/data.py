@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import symusic
 import torch
 from miditok import REMI
 
+from plumbing.atomic import atomic_text, atomic_torch_save
+from plumbing.errors import UserError
 from symbolic.config import DataConfig
 from symbolic.midi_io import one_track
 from symbolic.tokens import (
@@ -64,11 +65,11 @@ def midi_paths(cfg: DataConfig) -> tuple[str, list[Path]]:
     if cfg.source == "folder":
         root = Path(cfg.root)
         if not root.is_dir():
-            raise ValueError(f"data.root is not a folder: {cfg.root!r}")
+            raise UserError(f"data.root is not a folder: {cfg.root!r}")
         paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
         key = "folder_" + hashlib.md5(str(root.resolve()).encode()).hexdigest()[:10]
         return key, paths[: cfg.limit] if cfg.limit else paths
-    raise ValueError(f"data.source must be 'chorales' or 'folder', got {cfg.source!r}")
+    raise UserError(f"data.source must be 'chorales' or 'folder', got {cfg.source!r}")
 
 
 def make_manifest(names: list[str], val: float, test: float) -> dict[str, list[str]]:
@@ -80,17 +81,11 @@ def make_manifest(names: list[str], val: float, test: float) -> dict[str, list[s
     return split
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def load_pieces(cfg: DataConfig, tokenizer: REMI) -> dict[str, list[Piece]]:
     """Tokenizes every piece once (cached) and returns them by split of the manifest."""
     key, paths = midi_paths(cfg)
     if not paths:
-        raise ValueError(f"no MIDI files found for data.source={cfg.source!r} root={cfg.root!r}")
+        raise UserError(f"no MIDI files found for data.source={cfg.source!r} root={cfg.root!r}")
     cache = Path(cfg.cache_dir) / key
     cache.mkdir(parents=True, exist_ok=True)
     manifest_path = cache / "manifest.json"
@@ -99,16 +94,14 @@ def load_pieces(cfg: DataConfig, tokenizer: REMI) -> dict[str, list[Piece]]:
         manifest = json.loads(manifest_path.read_text())
     else:
         manifest = make_manifest(names, cfg.val_fraction, cfg.test_fraction)
-        _atomic_write(manifest_path, json.dumps(manifest, indent=1).encode())
+        atomic_text(manifest_path, json.dumps(manifest, indent=1))
     tok_path = cache / f"tokens_{len(paths)}.pt"
     if tok_path.exists():
         tokens = torch.load(tok_path, weights_only=True)
     else:
         tokens = {p.stem: _tokenize_file(p, tokenizer) for p in paths}
         tokens = {k: v for k, v in tokens.items() if v is not None}
-        tmp = tok_path.with_name(tok_path.name + ".tmp")
-        torch.save(tokens, tmp)
-        os.replace(tmp, tok_path)
+        atomic_torch_save(tokens, tok_path)
     return {split: [Piece(n, *(np.asarray(tokens[n][k]) for k in ("full", "melody", "harmony")))
                     for n in manifest[split] if n in tokens]
             for split in ("train", "val", "test")}
@@ -141,7 +134,7 @@ class TaskBatcher:
     def __init__(self, pieces: list[Piece], table: TokenTable, data: DataConfig, seg_len: int,
                  n_pos: int, augment: bool, seed: int = 0):
         if not pieces:
-            raise ValueError("no pieces in this split")
+            raise UserError("no pieces in this split (are the MIDI files readable, with notes?)")
         self.pieces, self.table, self.data = pieces, table, data
         self.seg_len, self.n_pos, self.augment = seg_len, n_pos, augment
         self.rng = np.random.default_rng(seed)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import symusic
 
+from plumbing.atomic import atomic_write
+from plumbing.errors import UserError  # the one user-error type of both wings
 
-class UserError(Exception):
-    """Bad input from the user; the CLI prints its one-line message and exits non-zero."""
+__all__ = ["UserError", "one_track", "read_midi", "select_track", "write_midi"]
 
 
 def read_midi(path: str | Path) -> symusic.Score:
@@ -45,13 +45,11 @@ def select_track(score: symusic.Score, track: int | None, role: str) -> symusic.
 
 
 def write_midi(score: symusic.Score, path: str | Path) -> None:
-    """Writes ``score`` to a temporary name, then renames it (never a half-written file)."""
+    """Writes ``score`` atomically (temp name, fsync, rename: never a half-written file)."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise UserError(f"output folder does not exist: {path.parent}")
-    tmp = path.with_name(path.name + ".part.mid")
-    score.dump_midi(str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: score.dump_midi(str(tmp)))
 
 
 def one_track(score: symusic.Score, notes: list) -> symusic.Score:

@@ -6,23 +6,24 @@ Run: ``python -m symbolic train model=small trainer.steps=3000`` (hydra override
 from __future__ import annotations
 
 import math
-import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from symbolic.config import ModelConfig, TrainConfig, from_dict, to_dict
-from symbolic.data import IGNORE, TaskBatcher, load_pieces
+from plumbing.device import resolve_device
+from plumbing.errors import UserError
+from plumbing.signals import Interrupted, StopRequest, stop_on_signals
+from symbolic.checkpoint import STATE_NAME, export, load_state, save_state
+from symbolic.config import ModelConfig, TrainConfig, to_dataclass, to_dict
+from symbolic.data import IGNORE, Piece, TaskBatcher, load_pieces
 from symbolic.model import MusicTransformer, count_params, trim_memory
-from symbolic.tokens import K_POS, build_tokenizer, token_table
+from symbolic.tokens import K_POS, TokenTable, build_tokenizer, token_table
 
-EXPORT_FORMAT = "symbolic-export-1"
-STATE_FORMAT = "symbolic-train-1"
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "symbolic"
 
 
@@ -33,7 +34,7 @@ def compose_config(overrides: list[str]) -> TrainConfig:
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         raw = compose(config_name="config", overrides=overrides)
-    return from_dict(TrainConfig, OmegaConf.to_container(raw, resolve=True))
+    return to_dataclass(TrainConfig, OmegaConf.to_container(raw, resolve=True))
 
 
 def ce(logits: Tensor, target: Tensor) -> Tensor:
@@ -65,15 +66,21 @@ def seq2seq_loss(model: MusicTransformer, b: dict[str, Tensor]) -> Tensor:
     return ce(model.logits(h), b["target"])
 
 
-def task_batch(batcher: TaskBatcher, task: str, size: int, seg_len: int) -> dict[str, Tensor]:
-    """One batch of ``task`` (``lm``, ``mlm``, ``mel2harm``, ``harm2mel``)."""
+TASKS = ("lm", "mlm", "mel2harm", "harm2mel")
+
+
+def task_batch(batcher: TaskBatcher, task: str, size: int, seg_len: int,
+               device: torch.device | None = None) -> dict[str, Tensor]:
+    """One batch of ``task`` (``lm``, ``mlm``, ``mel2harm``, ``harm2mel``), on ``device``."""
     if task == "lm":
-        return batcher.lm(size, 2 * seg_len)
-    if task == "mlm":
-        return batcher.mlm(size)
-    if task in ("mel2harm", "harm2mel"):
-        return batcher.seq2seq(size, to_harmony=task == "mel2harm")
-    raise ValueError(f"unknown task {task!r}")
+        b = batcher.lm(size, 2 * seg_len)
+    elif task == "mlm":
+        b = batcher.mlm(size)
+    elif task in ("mel2harm", "harm2mel"):
+        b = batcher.seq2seq(size, to_harmony=task == "mel2harm")
+    else:  # a typo in trainer.tasks
+        raise UserError(f"unknown task {task!r} in trainer.tasks: use {', '.join(TASKS)}")
+    return b if device is None else {k: v.to(device) for k, v in b.items()}
 
 
 def task_loss(model: MusicTransformer, task: str, b: dict[str, Tensor]) -> Tensor:
@@ -96,12 +103,13 @@ def train_step(model: MusicTransformer, opt: torch.optim.Optimizer, batches: dic
 
 @torch.no_grad()
 def evaluate_tasks(model: MusicTransformer, batcher: TaskBatcher, tasks: list[str], n: int,
-                   size: int) -> dict[str, float]:
+                   size: int, device: torch.device | None = None) -> dict[str, float]:
     """Mean validation loss per task over ``n`` batches."""
     model.eval()
     out = {}
+    seg = model.cfg.seg_len
     for task in tasks:
-        vals = [float(task_loss(model, task, task_batch(batcher, task, size, model.cfg.seg_len)))
+        vals = [float(task_loss(model, task, task_batch(batcher, task, size, seg, device)))
                 for _ in range(n)]
         out[f"val/{task}"] = sum(vals) / len(vals)
     return out
@@ -123,82 +131,124 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return t.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temp name, then rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+@dataclass
+class Session:
+    """The pieces of one training run, built by :func:`setup`; ``step`` counts optimiser steps."""
+
+    cfg: TrainConfig
+    model: MusicTransformer
+    opt: torch.optim.Optimizer
+    table: TokenTable
+    train_b: TaskBatcher
+    val_pieces: list[Piece]
+    device: torch.device
+    step: int = 0
+    start: float = 0.0
+
+    @property
+    def state_path(self) -> Path:
+        """The resumable state of the run: ``trainer.run_dir/last.pt``."""
+        return Path(self.cfg.trainer.run_dir) / STATE_NAME
 
 
-def export(model: MusicTransformer, path: Path, meta: dict[str, Any]) -> None:
-    """Writes the inference export: config + fp16 weights + metadata, plain types only."""
-    sd = {k: v.detach().to(torch.float16).clone() for k, v in model.state_dict().items()}
-    save_atomic({"format": EXPORT_FORMAT, "config": to_dict(model.cfg), "model": sd,
-                 "meta": meta}, path)
-
-
-def load_export(path: str | Path) -> MusicTransformer:
-    """Loads an export (``weights_only=True``) into a float32 model in eval mode."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{path} is not a symbolic export")
-    model = MusicTransformer(from_dict(ModelConfig, blob["config"]))
-    model.load_state_dict({k: v.float() for k, v in blob["model"].items()}, strict=True)
-    return model.eval()
-
-
-def train(cfg: TrainConfig) -> Path:
-    """Trains (resuming from ``run_dir/last.pt`` when present); returns the export path."""
+def setup(cfg: TrainConfig) -> Session:
+    """Seeds, device, model, data and optimiser of a run (nothing loaded from the run folder)."""
     t = cfg.trainer
     torch.manual_seed(t.seed)
     torch.set_num_threads(t.threads)
-    model = build_model(cfg.model)
-    table = token_table(build_tokenizer())
-    splits = load_pieces(cfg.data, build_tokenizer())
-    val_pieces = splits["val"] or splits["train"]
+    device = resolve_device(t.device)
+    model = build_model(cfg.model).to(device)
+    tokenizer = build_tokenizer()
+    table = token_table(tokenizer)
+    splits = load_pieces(cfg.data, tokenizer)
     train_b = TaskBatcher(splits["train"], table, cfg.data, cfg.model.seg_len, cfg.model.n_pos,
                           augment=True, seed=t.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    run = Path(t.run_dir)
-    step = 0
-    if (run / "last.pt").exists():
-        state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optim"])
-        step = state["step"]
-        train_b.rng = np.random.default_rng(t.seed + step)  # fresh draws after a resume
-        print(f"resumed from {run / 'last.pt'} at step {step}")
     print(f"model {cfg.model.name}: {count_params(model) / 1e6:.2f} M params, "
-          f"{len(splits['train'])} train / {len(splits['val'])} val pieces")
-    start, log = time.time(), run / "log.txt"
-    while step < t.steps:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        batches = {k: task_batch(train_b, k, t.batch_size, cfg.model.seg_len) for k in t.tasks}
-        metrics = train_step(model, opt, batches, t.grad_clip)
-        step += 1
-        out_of_time = t.max_minutes > 0 and time.time() - start > 60 * t.max_minutes
-        if step % t.log_every == 0 or step == t.steps:
-            line = f"step {step} " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
-            print(line + f" {time.time() - start:.0f}s", flush=True)
-        if step % t.ckpt_every == 0 or step == t.steps or out_of_time:
-            val_b = TaskBatcher(val_pieces, table, cfg.data, cfg.model.seg_len, cfg.model.n_pos,
-                                augment=False, seed=1234)
-            val = evaluate_tasks(model, val_b, t.tasks, t.eval_batches, t.batch_size)
-            msg = f"step {step} " + " ".join(f"{k}={v:.3f}" for k, v in val.items())
-            print(msg, flush=True)
-            run.mkdir(parents=True, exist_ok=True)
-            with open(log, "a") as f:
-                f.write(msg + "\n")
-            save_atomic({"format": STATE_FORMAT, "config": to_dict(cfg), "step": step,
-                         "model": model.state_dict(), "optim": opt.state_dict()}, run / "last.pt")
+          f"{len(splits['train'])} train / {len(splits['val'])} val pieces on {device}")
+    return Session(cfg, model, opt, table, train_b, splits["val"] or splits["train"], device)
+
+
+def resume(s: Session) -> bool:
+    """Load the run's last state if there is one; it must come from the same model config.
+
+    Raises:
+        UserError: the state is not a symbolic training state, or of another model.
+    """
+    if not s.state_path.exists():
+        return False
+    state = load_state(s.state_path)
+    if state["config"]["model"] != to_dict(s.cfg.model):
+        raise UserError(f"{s.state_path} was trained with another model config; "
+                        "use a new trainer.run_dir")
+    s.model.load_state_dict(state["model"])
+    s.opt.load_state_dict(state["optim"])
+    s.step = int(state["step"])
+    s.train_b.rng = np.random.default_rng(s.cfg.trainer.seed + s.step)  # fresh draws after resume
+    print(f"resumed from {s.state_path} at step {s.step}", flush=True)
+    return True
+
+
+def checkpoint(s: Session) -> None:
+    """Validate on fixed batches, append the losses to ``log.txt``, save the state atomically."""
+    t, m = s.cfg.trainer, s.cfg.model
+    val_b = TaskBatcher(s.val_pieces, s.table, s.cfg.data, m.seg_len, m.n_pos, augment=False,
+                        seed=1234)
+    val = evaluate_tasks(s.model, val_b, t.tasks, t.eval_batches, t.batch_size, s.device)
+    msg = f"step {s.step} " + " ".join(f"{k}={v:.3f}" for k, v in val.items())
+    print(msg, flush=True)
+    s.state_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(s.state_path.parent / "log.txt", "a") as f:
+        f.write(msg + "\n")
+    save_state(s.state_path, s.cfg, s.step, s.model, s.opt)
+
+
+def fit(s: Session, stop: StopRequest) -> None:
+    """Train until ``trainer.steps`` (or ``max_minutes``), checkpointing on schedule.
+
+    Raises:
+        Interrupted: ``stop`` saw SIGINT/SIGTERM; the step under way finished and was saved.
+    """
+    t = s.cfg.trainer
+    while s.step < t.steps:
+        for g in s.opt.param_groups:
+            g["lr"] = lr_at(s.step, s.cfg)
+        batches = {k: task_batch(s.train_b, k, t.batch_size, s.cfg.model.seg_len, s.device)
+                   for k in t.tasks}
+        metrics = train_step(s.model, s.opt, batches, t.grad_clip)
+        s.step += 1
+        out_of_time = t.max_minutes > 0 and time.time() - s.start > 60 * t.max_minutes
+        if s.step % t.log_every == 0 or s.step == t.steps:
+            line = f"step {s.step} " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+            print(line + f" {time.time() - s.start:.0f}s", flush=True)
+        scheduled = s.step % t.ckpt_every == 0 or s.step == t.steps or out_of_time
+        if scheduled:
+            checkpoint(s)
+        if stop.signum is not None:
+            if not scheduled:  # no validation: the grace period of a preemption is short
+                save_state(s.state_path, s.cfg, s.step, s.model, s.opt)
+            raise Interrupted.saved(stop.signum, s.step, s.state_path)
         if out_of_time:
             break
-    path = Path(t.export) if t.export else run / "export.pt"
-    meta = {"steps": step, "train_minutes": round((time.time() - start) / 60, 1),
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Trains (resuming from ``run_dir/last.pt`` when present); returns the export path.
+
+    Raises:
+        UserError: bad data, device or run folder.
+        Interrupted: SIGINT/SIGTERM stopped the run after saving it; the same call resumes.
+    """
+    s = setup(cfg)
+    s.start = time.time()
+    with stop_on_signals() as stop:
+        resume(s)
+        fit(s, stop)
+    t = cfg.trainer
+    path = Path(t.export) if t.export else s.state_path.parent / "export.pt"
+    meta = {"steps": s.step, "train_minutes": round((time.time() - s.start) / 60, 1),
             "data": cfg.data.source, "window_bars": cfg.data.window_bars,
             "max_src_len": cfg.data.max_src_len, "max_tgt_len": cfg.data.max_tgt_len}
-    export(model, path, meta)
+    export(s.model, path, meta)
     print(f"exported {path}")
     return path

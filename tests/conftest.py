@@ -27,9 +27,8 @@ def tiny_export(toy_root, tmp_path_factory) -> Path:
     """A tiny model trained for two steps on the toy data and exported (instruments saw, sine)."""
 
     from umt.export import export
-    from umt.train import fit
     from umt.trainer import Trainer
 
     tmp = tmp_path_factory.mktemp("tiny_export")
-    fit(Trainer(train_config(toy_root, tmp, max_steps=2), tmp / "run"))
+    Trainer(train_config(toy_root, tmp, max_steps=2), tmp / "run").fit()
     return Path(export(tmp / "run", tmp / "model.pt")["path"])

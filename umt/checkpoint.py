@@ -6,19 +6,22 @@ decoders) and loads with ``torch.load(..., weights_only=True)``, one decoder at 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from plumbing.atomic import atomic_torch_save
 from umt.config import ModelConfig, to_dataclass, to_dict
 from umt.errors import UmtError
 from umt.model import UniversalTranslator
 
 TRAIN_FORMAT = "umt-train/1"
 EXPORT_FORMAT = "umt-export/1"
+
+# The shared atomic ``torch.save`` (temp name, fsync, rename; a full disk is a one-line UmtError),
+# under the name umt's callers use.
+atomic_save = atomic_torch_save
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -30,21 +33,6 @@ def unwrap(module: nn.Module) -> nn.Module:
             module = module._orig_mod
         else:
             return module
-
-
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_file(path: str | Path, expected: str) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from plumbing.atomic import atomic_text, atomic_write
 from umt.audio import SAMPLE_RATE, load, normalize_loudness
 from umt.augment import pitch_shift_segment
 from umt.errors import UmtError
@@ -94,6 +94,12 @@ class DomainAudio:
         return self.samples[offset : offset + length].astype(np.float32) / 32768.0
 
 
+def _save_npy(path: Path, data: np.ndarray) -> None:
+    """``np.save`` through an open file: given a name, numpy would append ``.npy`` to it."""
+    with open(path, "wb") as f:
+        np.save(f, data)
+
+
 def _write_split(paths: list[Path], target: Path, min_len: int) -> list[dict]:
     """Decode, normalise and concatenate files into ``target`` (.npy); return the file table."""
     chunks, table, offset = [], [], 0
@@ -110,9 +116,7 @@ def _write_split(paths: list[Path], target: Path, min_len: int) -> list[dict]:
         table.append({"path": str(path), "offset": offset, "length": len(wav)})
         offset += len(wav)
     data = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-    tmp = target.with_name(target.name + ".tmp.npy")
-    np.save(tmp, data)
-    os.replace(tmp, target)
+    atomic_write(target, lambda tmp: _save_npy(tmp, data))
     return table
 
 
@@ -165,9 +169,7 @@ def build_cache(
         if not entry["train"]["files"]:
             raise UmtError(f"domain {name}: no training file is readable and one segment long")
         manifest["domains"][name] = entry
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)
+    atomic_text(manifest_path, json.dumps(manifest, indent=1))
     return out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import symusic
+import torch
 
 from symbolic.cli import main
 from symbolic.tokens import build_tokenizer, merge_tracks
@@ -118,3 +119,22 @@ def test_clean_errors_for_bad_input(tiny_export, chorale_paths, tmp_path):
     _assert_clean_error(_cli("harmonize", str(tmp_path / "two.mid"), "--track", "1", "--model",
                              str(tiny_export)), "track 1 has no")
     assert not list(tmp_path.glob("*.harmonize.mid"))  # nothing half-written
+
+
+def test_bad_model_config_and_device_are_one_line_errors(tiny_export, chorale_paths, cache_dir,
+                                                         tiny_overrides, tmp_path, capsys):
+    state = tiny_export.parent / "last.pt"  # a training state, not an export
+    cases = [(["continue", str(chorale_paths[0]), "--model", str(state)],
+              "is not a symbolic export"),
+             (["train", "trainer.stpes=3"], "stpes"),
+             # the run folder of tiny_export holds a state of another width: no silent restart
+             (["train", *tiny_overrides(cache_dir, tiny_export.parent, 3), "model.d_model=32"],
+              "was trained with another model config")]
+    if not torch.cuda.is_available():
+        run = tmp_path / "run"
+        cases.append((["train", *tiny_overrides(cache_dir, run, 2), "trainer.device=cuda"],
+                      "no CUDA device"))
+    for argv, needle in cases:
+        assert main(argv) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines

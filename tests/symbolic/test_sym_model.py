@@ -102,7 +102,10 @@ def test_every_shipped_config_builds_and_runs(size, tokenizer, table, chorale):
 def test_config_typo_fails_fast():
     with pytest.raises(Exception, match="stpes"):
         compose_config(["trainer.stpes=3"])
-    from symbolic.config import TrainConfig, from_dict
+    from plumbing.errors import UserError
+    from symbolic.config import TrainConfig, to_dataclass
 
-    with pytest.raises(ValueError, match="d_modle"):
-        from_dict(TrainConfig, {"model": {"d_modle": 3}})
+    with pytest.raises(UserError, match="d_modle"):
+        to_dataclass(TrainConfig, {"model": {"d_modle": 3}})
+    with pytest.raises(UserError, match="lots"):  # a wrong type fails as fast
+        to_dataclass(TrainConfig, {"trainer": {"steps": "lots"}})

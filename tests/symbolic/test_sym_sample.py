@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from symbolic.checkpoint import load_export
 from symbolic.grammar import Grammar, check_sequence
 from symbolic.sample import SampleConfig, fill, generate, pick
 from symbolic.tokens import K_BAR, K_DUR, K_PITCH, K_TIMESIG, decode, encode, position_ids
-from symbolic.train import load_export
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from plumbing.errors import UserError
+from symbolic.checkpoint import load_export
 from symbolic.config import DataConfig, ModelConfig
 from symbolic.data import IGNORE, TaskBatcher, load_pieces, make_manifest
 from symbolic.tokens import K_DUR, K_PITCH
-from symbolic.train import build_model, load_export, task_batch, train_step
+from symbolic.train import build_model, task_batch, train_step
 
 TASKS = ["lm", "mlm", "mel2harm", "harm2mel"]
 
@@ -101,3 +103,14 @@ def test_export_loads_with_weights_only(tiny_export):
     assert set(blob) == {"format", "config", "model", "meta"}
     model = load_export(tiny_export)
     assert model.cfg.name == "tiny" and not model.training
+
+
+def test_load_export_of_a_wrong_or_missing_file_is_a_one_line_user_error(tiny_export, tmp_path):
+    state = tiny_export.parent / "last.pt"  # the training state is not an export
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a torch file")
+    for path, says in [(state, "is not a symbolic export"), (junk, "is not a symbolic export"),
+                       (tmp_path / "missing.pt", "no such symbolic export")]:
+        with pytest.raises(UserError, match=says) as err:
+            load_export(path)
+        assert "\n" not in str(err.value)
