@@ -4,33 +4,26 @@
     python translate.py recordings/ --to piano --to violin -o translated/
 
 A folder is searched recursively and its tree mirrored under the output folder; each input gives
-``name.<instrument>.wav`` (16 kHz mono unless --keep-rate). Short inputs are generated together,
-their chunks sharing batches. Finished outputs are skipped unless --overwrite, and every file is
-written to a temp name and renamed, so an interrupted run leaves no partial file and a rerun
-continues. Under torchrun the files are shared out across ranks.
+``name.<instrument>.wav`` (16 kHz mono unless --keep-rate), and such files are never inputs, so
+-o may be the input folder. Short inputs are generated together, their chunks sharing batches.
+Finished outputs are skipped unless --overwrite, and every file is written to a temp name and
+renamed, so an interrupted run leaves no partial file and a rerun continues. Under torchrun the
+files are shared out across ranks.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from umt.errors import UmtError
+from plumbing.errors import UserError
 
 if TYPE_CHECKING:  # the model stack is imported only once arguments are checked
-    import numpy as np
-
-    from umt.inference import Latent
-    from umt.inputs import Job
+    from umt.inference import Translator
 
 PRETRAINED = Path(__file__).resolve().parent / "umt" / "pretrained" / "umt.pt"
-# Most samples generated for one pack of inputs: their noise and classes take 12 bytes a sample
-# (200 MB here), and a 10-minute input with its warm-ups still fits alone.
-PACK_STEPS = 16_000_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target instrument (repeat for several)")
     p.add_argument("--model", type=Path, help=f"umt export (default: {PRETRAINED} if present)")
     p.add_argument("-o", "--out", type=Path, default=Path("translated"),
-                   help="output folder (default: ./translated)")
+                   help="output folder (default: ./translated; may be the input folder)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--temperature", type=float, default=1.0,
@@ -54,13 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print the model's instruments and exit")
     p.add_argument("--chunk-seconds", type=float, default=None,
                    help="chunk length for parallel generation (default: the fastest by a cost "
-                        "model, at least 0.25 s, longer when memory needs); 'inf' disables "
-                        "chunking")
+                        "model, >= 0.25 s, longer when memory needs); 'inf': no chunking")
     p.add_argument("--batch", type=int, default=None,
                    help="chunks per batch, shared by short files (default: from memory)")
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (default: torch's): each batch of chunks is shared among "
-                        "this many worker threads")
+                   help="CPU worker threads sharing each batch of chunks (default: torch's)")
     p.add_argument("--eager", action="store_true",
                    help="skip the TorchScript generation loop (same output, slower)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -73,200 +64,86 @@ def model_path(arg: Path | None) -> Path:
         return arg
     if PRETRAINED.is_file():
         return PRETRAINED
-    raise UmtError(f"no model given and none shipped at {PRETRAINED}; pass --model PATH "
-                   "(an export from `python -m umt.export`)")
+    raise UserError(f"no model given and none shipped at {PRETRAINED}; pass --model PATH "
+                    "(an export from `python -m umt.export`)")
 
 
-def check_writable(out: Path) -> None:
-    """Fail before any work if ``out`` cannot be created or written (nothing is created here)."""
-    if out.exists() and not out.is_dir():
-        raise UmtError(f"output folder {out} exists and is not a folder")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UmtError(f"cannot write to output folder {out} ({probe} is not writable)")
+def translate_all(translator: Translator, todo: list[tuple[Path, dict[str, Path]]],
+                  args: argparse.Namespace) -> tuple[int, int]:
+    """Translate each input into the outputs it lacks, writing them; returns (written, failed)."""
+    from tqdm import tqdm
 
+    from umt.batch import translate_files
 
-def shard(jobs: list, env: dict | None = None) -> list:
-    """The jobs of this rank under torchrun (RANK / WORLD_SIZE), all of them otherwise."""
-    env = os.environ if env is None else env
-    rank, world = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
-    return jobs[rank::world]
+    left, written, failed = [len(outs) for _, outs in todo], 0, 0
+    quiet = True if args.quiet else None  # None: bars only on a terminal
+    overall = tqdm(total=len(todo), unit="file", disable=quiet, position=0)
+    inner, shown = tqdm(unit="step", leave=False, position=1, disable=quiet), None
 
+    def progress(pack: tuple[Path, ...], done: int, total: int) -> None:
+        nonlocal shown
+        if pack is not shown:  # the next pack: its own count and rate
+            shown = pack
+            inner.reset(total)
+            inner.set_description(pack[0].name + (f" +{len(pack) - 1}" if len(pack) > 1 else ""))
+        inner.total, inner.n = total, done
+        inner.refresh()
 
-def rank_device(device: str) -> str:
-    """Under torchrun each local rank takes its own GPU."""
-    if "LOCAL_RANK" in os.environ and device in ("auto", "cuda"):
-        import torch
-
-        if torch.cuda.is_available():
-            return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
-    return device
-
-
-def outputs_of(job, out: Path, targets: list[str]) -> dict[str, Path]:
-    """Output path per target instrument: OUT/<mirrored folder>/<stem>.<instrument>.wav."""
-    return {to: out / job.rel / f"{job.src.stem}.{to}.wav" for to in targets}
-
-
-def drop_clashes(jobs: list, out: Path, targets: list[str]) -> tuple[list, list[str]]:
-    """Drop inputs whose outputs another input already claims (same name, same folder)."""
-    owner: dict[Path, Path] = {}
-    kept, errors = [], []
-    for job in jobs:
-        path = outputs_of(job, out, targets)[targets[0]].resolve()
-        if path in owner:
-            errors.append(f"{job.src} and {owner[path]} would both write {path.name}; "
-                          "translate them into different --out folders")
-            continue
-        owner[path] = job.src
-        kept.append(job)
-    return kept, errors
-
-
-def remove_stale_temps(path: Path) -> None:
-    """Delete temp files a killed run left for ``path`` (named .<name>.<pid>.tmp)."""
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-@dataclass
-class Pending:
-    """An input read and encoded, waiting for its pack to be decoded."""
-
-    job: Job
-    todo: dict[str, Path]  # target -> output path still to write
-    latent: Latent
-    sr: int  # the file's own sample rate
-    wav: np.ndarray | None = None  # the input at 16 kHz, kept only for --plot
-    chunks: int = 0  # rows of a generation batch it takes
-    steps: int = 0  # samples generated for it
-
-
-def prepare(translator, job: Job, todo: dict[str, Path], args) -> Pending:
-    """Read, check and encode one input (the encoder runs once, whatever the targets)."""
-    from umt.audio import SAMPLE_RATE
-    from umt.inference import check_audio
-    from umt.inputs import read_input
-
-    wav, sr = read_input(job.src)
-    check_audio(wav, str(job.src))
-    latent = translator.encode(wav, SAMPLE_RATE)
-    plan, _ = translator.plan(next(iter(todo)), latent.length)
-    return Pending(job, todo, latent, sr, wav if args.plot else None, plan.count,
-                   plan.count * plan.steps)
-
-
-def translate_pack(translator, pack: list[Pending], args, bar) -> int:
-    """Decode a pack of inputs into each target, their chunks sharing batches, and write the
-    outputs; returns how many were written."""
-    from umt.audio import SAMPLE_RATE, resample, save
-
-    targets = list(dict.fromkeys(to for p in pack for to in p.todo))
-    written = 0
-    for k, to in enumerate(targets):
-        items = [p for p in pack if to in p.todo]
-
-        def progress(done: int, total: int, k: int = k) -> None:
-            if bar is not None:
-                bar.total = total * len(targets)
-                bar.n = k * total + done
-                bar.refresh()
-
-        outs = translator.decode_many([p.latent for p in items], to, seed=args.seed,
-                                      temperature=args.temperature, progress=progress)
-        for p, audio in zip(items, outs, strict=True):
-            path, audio = p.todo[to], audio.numpy()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_temps(path)
-            rate = p.sr if args.keep_rate else SAMPLE_RATE
-            save(path, resample(audio, SAMPLE_RATE, rate), rate)
-            written += 1
-            if args.plot:
-                from umt.plot import save_spectrograms
-
-                save_spectrograms(path.with_suffix(".png"), {
-                    f"input: {p.job.src.name}": p.wav,
-                    f"output: {path.name}": audio})
-    return written
+    try:  # the decoders loaded are the targets, in order
+        for r in translate_files(translator, [(src, list(outs)) for src, outs in todo],
+                                 translator.domains, seed=args.seed, progress=progress,
+                                 temperature=args.temperature, keep_input=args.plot):
+            if r.error is not None:
+                tqdm.write(f"error: {r.error}", file=sys.stderr)
+                failed, left[r.index] = failed + 1, 0
+            else:
+                r.save(todo[r.index][1][r.to], keep_rate=args.keep_rate, plot=args.plot)
+                written, left[r.index] = written + 1, left[r.index] - 1
+            overall.update(0 if left[r.index] else 1)
+    finally:
+        inner.close()
+        overall.close()
+    return written, failed
 
 
 def run(args: argparse.Namespace) -> int:
     """Everything after parsing; returns the exit code (1 when some inputs failed)."""
-    from tqdm import tqdm
-
-    from umt.checkpoint import export_domains
-    from umt.inference import Translator
-    from umt.inputs import collect
+    from plumbing.device import resolve_device
+    from umt.checkpoint import check_instruments, export_domains
+    from umt.inputs import check_writable, plan_work
 
     model = model_path(args.model)
     if args.list:
         print("\n".join(export_domains(model)))
         return 0
     if not args.to:
-        raise UmtError("say which instrument to translate to with --to (see --list)")
+        raise UserError("say which instrument to translate to with --to (see --list)")
     if not args.inputs:
-        raise UmtError("no input files or folders given")
+        raise UserError("no input files or folders given")
     if args.temperature < 0:
-        raise UmtError("--temperature must be >= 0")
+        raise UserError("--temperature must be >= 0")
     targets = list(dict.fromkeys(args.to))
     check_writable(args.out)
-    if args.threads > 0:
+    check_instruments(targets, domains := export_domains(model))
+    device = resolve_device(args.device)  # under torchrun: LOCAL_RANK's GPU
+    work = plan_work(args.inputs, args.out, targets, domains, args.overwrite)
+    for msg in work.errors:
+        print(f"error: {msg}", file=sys.stderr)
+    written = failed = 0
+    if work.todo:
         import torch
 
-        torch.set_num_threads(args.threads)
-    translator = Translator.load(model, device=rank_device(args.device), domains=targets,
-                                 chunk_seconds=args.chunk_seconds, batch=args.batch,
-                                 fast=not args.eager)
-    jobs, errors = collect(args.inputs, exclude=args.out)
-    jobs, clashes = drop_clashes(jobs, args.out, targets)
-    for msg in errors + clashes:
-        print(f"error: {msg}", file=sys.stderr)
-    jobs = shard(jobs)
-    written = skipped = 0
-    failed = len(errors) + len(clashes)
-    quiet = True if args.quiet else None
-    overall = tqdm(total=len(jobs), unit="file", disable=quiet, position=0)
-    pack: list[Pending] = []
+        from umt.inference import Translator
 
-    def flush() -> None:
-        nonlocal written
-        if not pack:
-            return
-        name = pack[0].job.src.name + (f" +{len(pack) - 1}" if len(pack) > 1 else "")
-        bar = tqdm(desc=name, unit="step", leave=False, position=1, disable=quiet)
-        try:
-            written += translate_pack(translator, pack, args, None if bar.disable else bar)
-        finally:
-            bar.close()
-        overall.update(len(pack))
-        pack.clear()
-
-    cap = translator.plan(targets[0], 1)[1]  # chunks a batch holds
-    for job in jobs:
-        todo = {to: p for to, p in outputs_of(job, args.out, targets).items()
-                if args.overwrite or not p.exists()}
-        if not todo:
-            skipped += 1
-            overall.update()
-            continue
-        try:
-            item = prepare(translator, job, todo, args)
-        except UmtError as err:
-            tqdm.write(f"error: {err}", file=sys.stderr)
-            failed += 1
-            overall.update()
-            continue
-        # Short inputs share batches (a pack), up to a full batch or PACK_STEPS samples.
-        if (sum(p.chunks for p in pack) + item.chunks > cap
-                or sum(p.steps for p in pack) + item.steps > PACK_STEPS):
-            flush()
-        pack.append(item)
-    flush()
-    overall.close()
-    print(f"{written} written, {skipped} inputs already done, {failed} failed")
-    return 1 if failed else 0
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        translator = Translator.load(model, device, domains=targets, batch=args.batch,
+                                     chunk_seconds=args.chunk_seconds, fast=not args.eager)
+        written, failed = translate_all(translator, work.todo, args)
+    skipped = f", {len(work.translations)} translations skipped" if work.translations else ""
+    print(f"{written} written, {work.done} inputs already done, "
+          f"{failed + len(work.errors)} failed{skipped}")
+    return 1 if failed or work.errors else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except UmtError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -54,7 +54,7 @@ def bench_length(base: Translator, wav: np.ndarray, sr: int, seconds: float, to:
     rows = []
     for mode, (options, once) in MODES.items():
         tr = Translator(base.model, base.device, **options)
-        plan, _ = tr.plan(to, latent.length)
+        plan = tr.plan(to, latent.length).chunks
         runs = [timed(lambda tr=tr: tr.decode(latent, to)) for _ in range(1 if once else repeats)]
         rows.append({"seconds": seconds, "mode": mode, "chunks": plan.count,
                      "chunk_s": plan.chunk / 16_000, "decode_s": statistics.median(runs),

@@ -12,6 +12,7 @@ import torch
 
 import translate
 from umt.checkpoint import atomic_save
+from umt.inputs import shard
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--chunk-seconds", "inf", "-q"]  # one short sequence per output: the quickest path
@@ -198,6 +199,98 @@ def test_same_name_from_two_folders_is_refused_not_overwritten(tiny_export, tmp_
 
 def test_torchrun_ranks_share_the_files():
     jobs = list(range(7))
-    parts = [translate.shard(jobs, {"RANK": str(r), "WORLD_SIZE": "3"}) for r in range(3)]
+    parts = [shard(jobs, {"RANK": str(r), "WORLD_SIZE": "3"}) for r in range(3)]
     assert sorted(sum(parts, [])) == jobs and all(parts)
-    assert translate.shard(jobs, {}) == jobs
+    assert shard(jobs, {}) == jobs
+
+
+def test_out_folder_may_be_the_input_folder_and_translations_are_never_inputs(tiny_export,
+                                                                               tmp_path, capsys):
+    src = tmp_path / "rec"
+    (src / "sub").mkdir(parents=True)
+    _tone(src / "x.wav"), _tone(src / "sub" / "y.wav")
+    argv = [str(src), "--to", "saw", "--model", str(tiny_export), "-o", str(src), *FAST]
+    assert translate.main(argv) == 0  # it used to find nothing: the out folder was excluded
+    assert "2 written" in capsys.readouterr().out
+    made = sorted(str(p.relative_to(src)) for p in src.rglob("*"))
+    assert made == ["sub", "sub/y.saw.wav", "sub/y.wav", "x.saw.wav", "x.wav"]
+
+    stamp = (src / "x.saw.wav").stat().st_mtime_ns
+    assert translate.main(argv) == 0  # a rerun: nothing redone, translations not inputs
+    assert capsys.readouterr().out.strip() == (
+        "0 written, 2 inputs already done, 0 failed, 2 translations skipped")
+    assert (src / "x.saw.wav").stat().st_mtime_ns == stamp
+    # Another target, and the files named one by one (a shell glob): only the originals.
+    files = [str(p) for p in sorted(src.glob("*.wav"))]  # x.saw.wav, x.wav
+    assert translate.main([*files, "--to", "sine", *argv[3:]]) == 0
+    assert sorted(p.name for p in src.glob("*.wav")) == ["x.saw.wav", "x.sine.wav", "x.wav"]
+
+
+@pytest.mark.parametrize("layout,expect", [
+    ("empty", "nothing to translate in {d}: no audio files"),
+    ("text only", "nothing to translate in {d}: no audio files"),
+    ("translations only", "nothing to translate in {d}: only translations (1, named"),
+    ("a translation named", "nothing to translate: {d}/x.saw.wav is a translation"),
+])
+def test_nothing_to_translate_is_an_error(tiny_export, tmp_path, layout, expect):
+    d = tmp_path / "in"
+    d.mkdir()
+    if layout == "text only":
+        (d / "notes.txt").write_text("no audio here")
+    if layout in ("translations only", "a translation named"):
+        _tone(d / "x.saw.wav")
+    arg = d / "x.saw.wav" if layout == "a translation named" else d
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "translate.py"), str(arg), "--to", "sine",
+                           "--model", str(tiny_export), "-o", str(out), *FAST],
+                          capture_output=True, text=True, env=env)
+    _check_failure(layout, proc.returncode, proc.stderr, expect.format(d=d), out)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("what", ["x.saw.wav", "x.saw.png"])
+def test_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tiny_export, tmp_path,
+                                                                  monkeypatch, capsys, what):
+    """The temp file the output is written through is a link to /dev/full, whose every write
+    fails with ENOSPC: the real errors of a full disk, from libsndfile and from matplotlib."""
+    import matplotlib.figure
+
+    def onto_full_disk(real, name):
+        def write(*args, **kw):  # (file, ...), or (figure, file, ...) for savefig
+            if Path(args[name]).name.startswith(f".{what}."):
+                os.symlink("/dev/full", args[name])
+            return real(*args, **kw)
+        return write
+
+    argv = [str(_tone(tmp_path / "x.wav")), "--to", "saw", "--model", str(tiny_export),
+            "-o", str(out := tmp_path / "out"), "--plot", *FAST]
+    monkeypatch.setattr(sf, "write", onto_full_disk(sf.write, 0))
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        onto_full_disk(matplotlib.figure.Figure.savefig, 1))
+    assert translate.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"error: cannot write {out / what}: no space left on the device"]
+    assert captured.out == ""  # the run stops: every later write would fail the same way
+    left = sorted(p.name for p in out.iterdir())  # no partial file, no temp file (or link)
+    assert left == ([] if what.endswith(".wav") else ["x.saw.wav"])
+
+
+def test_full_disk_mid_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    """A write that fills the disk half way (OSError ENOSPC after part of the data)."""
+    import errno
+
+    from umt.audio import save
+    from umt.errors import UmtError
+
+    real = sf.write
+
+    def fills_up(file, data, *args, **kw):
+        real(file, data[: len(data) // 2], *args, **kw)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), file)
+
+    monkeypatch.setattr(sf, "write", fills_up)
+    with pytest.raises(UmtError, match=r"cannot write .*a\.wav: no space left on the device"):
+        save(tmp_path / "a.wav", np.zeros(1600, np.float32))
+    assert list(tmp_path.iterdir()) == []

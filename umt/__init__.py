@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 from umt.errors import UmtError
 
 if TYPE_CHECKING:
+    from umt.batch import translate_files
     from umt.inference import Translator
 
-__all__ = ["Translator", "UmtError"]
+__all__ = ["Translator", "UmtError", "translate_files"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from umt.inference import Translator
 
         return Translator
+    if name == "translate_files":
+        from umt.batch import translate_files
+
+        return translate_files
     raise AttributeError(f"module 'umt' has no attribute {name!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -10,10 +11,13 @@ import soundfile as sf
 import soxr
 import torch
 
+from plumbing.atomic import atomic_path
 from umt.errors import UmtError
 
 SAMPLE_RATE = 16_000
 MU = 255
+_SFE_SYSTEM = 2  # libsndfile's code for an error of the OS
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO}
 
 
 def load(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -50,23 +54,34 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 def save(path: str | os.PathLike, wav: np.ndarray | torch.Tensor, sr: int = SAMPLE_RATE) -> None:
-    """Write a mono wav atomically: a temp file in the same folder, then a rename.
+    """Write a mono 16-bit wav atomically (:func:`plumbing.atomic.atomic_path`: a temp file in
+    the same folder, fsync, rename), creating its folder.
 
     Args:
-        path: Destination; its folder must exist or be creatable.
-        wav: Samples of shape (T,) in [-1, 1].
+        path: Destination.
+        wav: Samples of shape (T,) in [-1, 1] (clipped beyond).
         sr: Sample rate of ``wav``.
+
+    Raises:
+        UmtError: the file cannot be written (a full disk, a read-only or unwritable folder),
+            naming it and the cause; neither the file nor its temp file is left behind.
     """
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().float().cpu().numpy()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        sf.write(str(tmp), np.clip(wav, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        try:
+            sf.write(str(tmp), np.clip(wav, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
+        except sf.LibsndfileError as err:
+            raise _os_error(err, tmp) from None
+
+
+def _os_error(err: sf.LibsndfileError, tmp: Path) -> Exception:
+    """libsndfile reports every failure of the OS as "System error" without its cause; the C
+    errno still holds it, so that a full disk is named as one."""
+    code = getattr(getattr(sf, "_ffi", None), "errno", 0)
+    if err.code == _SFE_SYSTEM and code in _DISK_ERRNOS:
+        return OSError(code, os.strerror(code), str(tmp))
+    return err
 
 
 def normalize_loudness(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from plumbing.atomic import atomic_path
 from umt.audio import SAMPLE_RATE
 
 
@@ -18,6 +18,9 @@ def save_spectrograms(path: str | Path, panels: dict[str, np.ndarray], sr: int =
         path: Destination ``.png``.
         panels: Title -> (T,) float audio at ``sr``, drawn top to bottom in order.
         sr: Sample rate of every panel.
+
+    Raises:
+        UmtError: the file cannot be written (a full disk...), naming it and the cause.
     """
     import matplotlib
 
@@ -34,11 +37,8 @@ def save_spectrograms(path: str | Path, panels: dict[str, np.ndarray], sr: int =
         ax.set_ylabel("Hz")
     axes[-1, 0].set_xlabel("seconds")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=80)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=80)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
