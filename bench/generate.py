@@ -5,10 +5,12 @@
 For each shipped size: cached streaming at batch 1, chunk-batched streaming (the batch a long
 file runs at), each in eager mode and in the TorchScript loop (``+script``, what translate.py
 runs unless ``--eager``), and the naive generator the reference code used (a full forward
-pass over the receptive field per sample; timed on a few samples only). ``gflops`` is the
-arithmetic rate reached, from the FLOPs per sample that the config implies; ``peak_gflops``
-the best fp32 square-matmul rate this machine shows before and after each config, so
-``pct_peak`` is comparable across machines and loads.
+pass over the receptive field per sample; timed on a few samples only). The ``+sample`` rows
+run the same decoder with a per-sample conditioning input (added at its input, one (B, R) add
+per step; :mod:`umt.nn.condition`): their ratio to the row above is that input's step
+overhead. ``gflops`` is the arithmetic rate reached, from the FLOPs per sample that the
+config implies; ``peak_gflops`` the best fp32 square-matmul rate this machine shows before and
+after each config, so ``pct_peak`` is comparable across machines and loads.
 
 Each mode is timed in several windows (5; 2 with ``--quick``; the naive generator: single
 samples, one for ``release``): ``samples_per_s`` is their median, the speed a long translation
@@ -35,16 +37,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import markdown_table, matmul_peak, sync  # noqa: E402
 from umt import fastpath  # noqa: E402
 from umt.audio import SAMPLE_RATE  # noqa: E402
-from umt.config import ModelConfig, to_dataclass  # noqa: E402
+from umt.config import InputConfig, ModelConfig, to_dataclass  # noqa: E402
 from umt.flops import decoder_flops_per_sample  # noqa: E402
 from umt.generate import cpu_threads, cpu_workers, intra_op_threads, max_batch  # noqa: E402
-from umt.nn.stream import Stream, step_params  # noqa: E402
+from umt.nn.decoders import build_decoder  # noqa: E402
+from umt.nn.stream import Stream  # noqa: E402
 from umt.nn.wavenet import SILENCE, Decoder  # noqa: E402
 from umt.sampling import sample  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "umt" / "model"
 PEAK_N = {"cuda": 4096, "cpu": 1024}  # largest square matmul of the peak
-MODES = ["naive", "cached", "cached+script", "chunk-batched", "chunk-batched+script"]
+MODES = ["naive", "cached", "cached+script", "cached+script+sample", "chunk-batched",
+         "chunk-batched+script", "chunk-batched+script+sample"]
 
 
 def flops_per_sample(cfg: ModelConfig) -> float:
@@ -60,13 +64,15 @@ def cached_rates(dec: Decoder, batch: int, steps: int, device: torch.device, fas
     ``steps`` steps each: ``fast`` = the TorchScript loop, on CPU with the batch split among
     ``torch.get_num_threads()`` worker threads of one intra-op thread each; else the same loop
     in Python (``--eager``), one worker."""
-    L, G = len(dec.layers), dec.cfg.gate
+    L, G, R = len(dec.layers), dec.cfg.gate, dec.cfg.residual
     shares = [len(n) for n in torch.arange(batch).tensor_split(cpu_workers(device, fast))]
     shares = [n for n in shares if n]
-    params = step_params(dec)  # shared, as umt.generate.generate shares it
-    streams = [Stream(dec, n, params) for n in shares]  # before the clock: paper's ring is 1 GB
+    params = dec.step_params()  # shared, as umt.generate.generate shares it
+    streams = [dec.new_stream(n, params) for n in shares]  # before the clock: paper's ring, 1 GB
+    per_sample = bool(dec.condition.per_sample)
     for st, n in zip(streams, shares, strict=True):
-        st.set_condition(torch.randn(n, L, 2 * G, device=device))
+        rows = torch.randn(steps, n, R, device=device) if per_sample else None
+        st.set_condition(torch.randn(n, L, 2 * G, device=device), rows)
 
     def run(st: Stream, count: int) -> None:
         n = st.batch
@@ -96,7 +102,8 @@ def naive_rates(dec: Decoder, samples: int, device: torch.device) -> list[float]
     the receptive field per sample."""
     rf = dec.receptive_field
     q = torch.full((1, rf), SILENCE, device=device)
-    z = torch.randn(1, dec.cond.in_features, -(-rf // dec.pool), device=device)
+    z = {"z": torch.randn(1, dec.condition.spec("z").channels, -(-rf // dec.frame),
+                          device=device)}
     rates = []
     with torch.inference_mode():
         dec(q, z)  # warm-up
@@ -114,7 +121,9 @@ def naive_rates(dec: Decoder, samples: int, device: torch.device) -> list[float]
 def bench_config(name: str, device: torch.device, args: argparse.Namespace) -> list[dict]:
     cfg = to_dataclass(ModelConfig, yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()))
     torch.manual_seed(0)
-    dec = Decoder(cfg.decoder, cfg.encoder.latent_dim, cfg.encoder.pool).eval().to(device)
+    dec = build_decoder(cfg).eval().to(device)
+    cfg.condition = [*cfg.condition, InputConfig(name="src", feature="source", hop=1)]
+    dec_sample = build_decoder(cfg).eval().to(device)  # the same, with a per-sample input
     fps = flops_per_sample(cfg)
     batch = args.batch or max_batch(dec, 32_000, device)
     (steps1, steps_b), reps = ((100, 8), 2) if args.quick else ((400, 12), 5)
@@ -125,8 +134,11 @@ def bench_config(name: str, device: torch.device, args: argparse.Namespace) -> l
         ("naive", 1, naive_rates(dec, 1 if args.quick or name == "release" else reps, device)),
         ("cached", 1, cached_rates(dec, 1, steps1, device, False, reps)),
         ("cached+script", 1, cached_rates(dec, 1, steps1, device, True, reps)),
+        ("cached+script+sample", 1, cached_rates(dec_sample, 1, steps1, device, True, reps)),
         ("chunk-batched", batch, cached_rates(dec, batch, steps_b, device, False, reps)),
         ("chunk-batched+script", batch, cached_rates(dec, batch, steps_b, device, True, reps)),
+        ("chunk-batched+script+sample", batch,
+         cached_rates(dec_sample, batch, steps_b, device, True, reps)),
     ]
     peak = max(peak, matmul_peak(device, torch.float32, PEAK_N[device.type]))
     naive = statistics.median(runs[0][2])

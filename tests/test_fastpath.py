@@ -7,23 +7,30 @@ import torch
 from umt_helpers import model_config
 
 from umt import fastpath
-from umt.generate import generate_group
+from umt.generate import Packed, generate_group
+from umt.nn.decoders import build_decoder
 from umt.nn.wavenet import Decoder
 
 
-def _decoder(name: str) -> tuple[Decoder, torch.Tensor]:
+def _decoder(name: str) -> tuple[Decoder, dict[str, torch.Tensor]]:
     cfg = model_config(name)
     torch.manual_seed(0)
-    dec = Decoder(cfg.decoder, cfg.encoder.latent_dim, cfg.encoder.pool).eval()
+    dec = build_decoder(cfg).eval()
     z = torch.randn(1, cfg.encoder.latent_dim, 6)
-    return dec, z
+    return dec, {"z": z}
 
 
-def _both(dec: Decoder, z: torch.Tensor, batch: int, frames: int, temperature: float):
-    starts = torch.arange(batch) * dec.pool * 2 - dec.pool
-    noise = torch.rand(batch, frames * dec.pool, generator=torch.Generator().manual_seed(1))
-    eager = generate_group(dec, z, starts, noise, temperature, fast=False)
-    fast = generate_group(dec, z, starts, noise, temperature, fast=True)
+def _group(dec: Decoder, inputs: dict, starts: torch.Tensor, noise: torch.Tensor,
+           temperature: float = 1.0, fast: bool = True) -> torch.Tensor:
+    rows = torch.zeros(len(starts), dtype=torch.long)  # every chunk from the one input
+    return generate_group(dec, Packed.of([inputs]), rows, starts, noise, temperature, fast=fast)
+
+
+def _both(dec: Decoder, z: dict, batch: int, frames: int, temperature: float):
+    starts = torch.arange(batch) * dec.frame * 2 - dec.frame
+    noise = torch.rand(batch, frames * dec.frame, generator=torch.Generator().manual_seed(1))
+    eager = _group(dec, z, starts, noise, temperature, fast=False)
+    fast = _group(dec, z, starts, noise, temperature, fast=True)
     return eager, fast
 
 
@@ -33,7 +40,7 @@ def test_scripted_loop_equals_eager(name, temperature):
     dec, z = _decoder(name)
     assert fastpath.scripted_loop() is not None, "TorchScript should compile on this platform"
     eager, fast = _both(dec, z, batch=3, frames=2, temperature=temperature)
-    assert eager.shape == (3, 2 * dec.pool)
+    assert eager.shape == (3, 2 * dec.frame)
     assert torch.equal(eager, fast)
 
 
@@ -49,9 +56,9 @@ def test_scripted_loop_samples_follow_the_conditioning():
     # A check that the loop really reads the frame's condition: two latents, two outputs.
     dec, z = _decoder("tiny")
     starts = torch.zeros(1, dtype=torch.long)
-    noise = torch.rand(1, dec.pool, generator=torch.Generator().manual_seed(2))
-    a = generate_group(dec, z, starts, noise, 1.0)
-    b = generate_group(dec, z * 3 + 1, starts, noise, 1.0)
+    noise = torch.rand(1, dec.frame, generator=torch.Generator().manual_seed(2))
+    a = _group(dec, z, starts, noise)
+    b = _group(dec, {"z": z["z"] * 3 + 1}, starts, noise)
     assert not torch.equal(a, b)
 
 
@@ -74,8 +81,8 @@ def test_worker_threads_each_generate_their_share(monkeypatch):
     from umt import generate as gen_mod
 
     dec, z = _decoder("tiny")
-    plan = gen_mod.plan_chunks(5 * dec.pool, dec.pool, max_batch=4, chunk=dec.pool,
-                               warmup=dec.pool, fade=100)
+    plan = gen_mod.plan_chunks(5 * dec.frame, dec.frame, max_batch=4, chunk=dec.frame,
+                               warmup=dec.frame, fade=100)
     assert plan.count == 5
     monkeypatch.setattr(gen_mod, "cpu_workers", lambda device, fast: 2)
     threaded = gen_mod.generate(dec, z, plan, seed=3, batch=4)
@@ -83,6 +90,6 @@ def test_worker_threads_each_generate_their_share(monkeypatch):
     parts = []
     for share in (torch.arange(0, 2), torch.arange(2, 4), torch.arange(4, 5)):
         starts = share * plan.chunk - plan.warmup
-        parts.append(generate_group(dec, z, starts, noise[share], 1.0))
+        parts.append(_group(dec, z, starts, noise[share]))
     expected = gen_mod.stitch(gen_mod.mu_law_decode(torch.cat(parts)).float(), plan)
     assert torch.equal(threaded, expected)

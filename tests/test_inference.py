@@ -1,17 +1,21 @@
 """The generation engine and the Translator API, on a tiny model trained for two steps."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from umt_helpers import model_config
 
 import umt.generate as gen
 import umt.inference as inference
+from umt.batch import translate_files
 from umt.errors import UmtError
 from umt.generate import ChunkPlan, plan_chunks, stitch
-from umt.inference import Translator
+from umt.inference import GenerationPlan, Translator
+from umt.inputs import read_input
 from umt.model import UniversalTranslator
 from umt.sampling import sample
 
@@ -69,7 +73,7 @@ def test_decode_many_gives_each_input_what_decode_gives_it_alone():
     # Chunked inputs of several lengths, and one short enough to be a single chunk of its own
     # length, so the batch mixes inputs and runs two groups of different steps.
     latents = [tr.encode(_melody(s), SR) for s in (0.5, 0.2, 0.77, 0.05)]
-    assert len({tr.plan("piano", lat.length)[0].steps for lat in latents}) == 2
+    assert len({tr.plan("piano", lat.length).chunks.steps for lat in latents}) == 2
     together = tr.decode_many(latents, "piano", seed=7)
     for latent, out in zip(latents, together, strict=True):
         alone = tr.decode(latent, "piano", seed=7)
@@ -79,11 +83,15 @@ def test_decode_many_gives_each_input_what_decode_gives_it_alone():
         assert (out == alone).float().mean() > 0.9
 
 
-def test_frames_of_several_inputs_stay_in_their_own_span():
-    z = torch.arange(8.0).view(1, 1, 8)  # input 0: frames 0-2, input 1: frames 3-7
-    first, last = torch.tensor([0, 0, 3, 3]), torch.tensor([2, 2, 7, 7])
+def test_frames_of_several_inputs_stay_in_their_own_span(tiny_cfg):
+    dec = UniversalTranslator(tiny_cfg, ["a"]).decoders["a"]
+    # Input 0: frames 0-2, input 1: frames 3-7 once packed end to end.
+    packed = gen.Packed.of([{"z": torch.arange(3.0).view(1, 1, 3)},
+                            {"z": torch.arange(3.0, 8.0).view(1, 1, 5)}])
+    rows = torch.tensor([0, 0, 1, 1])
     starts = torch.tensor([-800, 1600, -800, 1600])  # a warm-up chunk and a later one each
-    got = [gen._frames(z, starts, f, 800, (first, last)).flatten().tolist() for f in range(4)]
+    got = [gen.chunk_frame(dec, packed, rows, starts, f)["z"].flatten().tolist()
+           for f in range(4)]
     # Frames before an input repeat its first frame, frames past its end its last one.
     assert got == [[0, 2, 3, 5], [0, 2, 3, 6], [1, 2, 4, 7], [2, 2, 5, 7]]
 
@@ -105,16 +113,18 @@ def test_chunked_and_unchunked_outputs_have_the_same_statistics(tiny_export):
 def test_default_warmup_covers_the_receptive_field_and_the_fade(tiny_export):
     tr = Translator.load(tiny_export, "cpu")
     dec = tr.model.decoders["saw"]
-    plan, cap = tr.plan("saw", 10 * SR)
+    gen_plan = tr.plan("saw", 10 * SR)
+    plan, cap = gen_plan.chunks, gen_plan.batch
     assert plan.count > 1 and plan.count <= cap
     # Where a seam's crossfade starts, the chunk's state holds only its own samples.
     assert plan.warmup - plan.fade >= dec.receptive_field
-    assert plan.warmup % dec.pool == 0 and plan.warmup < inference.MAX_AUTO_WARMUP
-    explicit = Translator.load(tiny_export, "cpu", warmup_seconds=0.14).plan("saw", 10 * SR)[0]
+    assert plan.warmup % dec.frame == 0 and plan.warmup < inference.MAX_AUTO_WARMUP
+    explicit = Translator.load(tiny_export, "cpu", warmup_seconds=0.14).plan("saw", 10 * SR)
+    explicit = explicit.chunks
     assert explicit.warmup == 2400  # 0.14 s (2240 samples) rounded up to 3 frames
     # A receptive field longer than the ceiling (paper: 4093 samples) gets the ceiling.
     paper = Translator(UniversalTranslator(model_config("paper"), ["a"]), "cpu")
-    assert paper.plan("a", 10 * SR)[0].warmup == inference.MAX_AUTO_WARMUP
+    assert paper.plan("a", 10 * SR).chunks.warmup == inference.MAX_AUTO_WARMUP
 
 
 def test_crossfade_keeps_the_power_of_independent_chunks():
@@ -158,9 +168,9 @@ def test_ten_minute_input_fits_a_24_gb_machine(monkeypatch):
     for name in ("paper", "release"):
         dec = UniversalTranslator(model_config(name), ["a"]).decoders["a"]
         cap = gen.max_batch(dec, 16_000 + 3200, torch.device("cpu"))
-        plan = plan_chunks(600 * SR, dec.pool, cap)
+        plan = plan_chunks(600 * SR, dec.frame, cap)
         assert plan.count <= cap
-        group = gen.bytes_per_chunk(dec, plan.steps) * min(cap, plan.count)
+        group = dec.bytes_per_stream(plan.steps) * min(cap, plan.count)
         assert group + plan.count * plan.steps * 4 < 8 * 2**30, name  # buffers + all uniforms
 
 
@@ -199,3 +209,45 @@ def test_translator_is_exported_lazily():
     code = "import sys, umt; assert 'torch' not in sys.modules; umt.Translator; print('ok')"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "ok"
+
+
+def test_plan_is_a_named_frozen_type(tiny_export):
+    tr = Translator.load(tiny_export, "cpu", batch=5)
+    plan = tr.plan("saw", 10 * SR)
+    assert isinstance(plan, GenerationPlan) and isinstance(plan.chunks, ChunkPlan)
+    assert plan.batch == 5 and plan.chunks.count <= 5  # the chunks fit one batch
+    assert plan.chunks.count * plan.chunks.chunk >= plan.chunks.length == 10 * SR
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.batch = 6
+
+
+def test_translate_files_packs_files_and_gives_each_what_decode_gives_alone(tmp_path,
+                                                                           monkeypatch):
+    # The shipped model, whose decoders follow the conditioning (see above); 0.1 s chunks and
+    # 12 a batch, so the 4 files fill 2 packs of 2, one file at 44.1 kHz, one unreadable.
+    tr = Translator.load(SHIPPED, "cpu", domains=["piano", "flute"], min_chunk_seconds=0.1,
+                         batch=12)
+    paths = []
+    for k, (seconds, sr) in enumerate([(0.5, SR), (0.2, 44_100), (0.77, SR), (0.05, SR)]):
+        sf.write(tmp_path / f"f{k}.wav", _melody(seconds, sr), sr)
+        paths.append(tmp_path / f"f{k}.wav")
+    (tmp_path / "bad.wav").write_text("not audio")
+    jobs = [*paths[:2], tmp_path / "bad.wav", paths[2], (paths[3], ["flute"])]
+    calls, real = [], Translator.decode_many
+    monkeypatch.setattr(Translator, "decode_many", lambda self, lat, to, **kw: (
+        calls.append((to, len(lat))) or real(self, lat, to, **kw)))
+    seen = []
+    results = list(translate_files(tr, jobs, ["piano", "flute"], seed=7, keep_input=True,
+                                   progress=lambda pack, done, total: seen.append(pack)))
+    assert calls == [("piano", 2), ("flute", 2), ("piano", 1), ("flute", 2)]
+    assert [tuple(p.name for p in pack) for pack in dict.fromkeys(seen)] == [
+        ("f0.wav", "f1.wav"), ("f2.wav", "f3.wav")]
+    assert [(r.index, r.to) for r in results] == [
+        (2, None), (0, "piano"), (1, "piano"), (0, "flute"), (1, "flute"),
+        (3, "piano"), (3, "flute"), (4, "flute")]
+    assert "cannot read audio" in str(results[0].error) and results[0].audio is None
+    for r in results[1:]:
+        wav, rate = read_input(r.src)
+        assert r.rate == rate and np.array_equal(r.input, wav)
+        alone = tr(wav, SR, r.to, seed=7).numpy()
+        assert r.audio.dtype == np.float32 and np.array_equal(r.audio, alone), (r.src, r.to)

@@ -6,12 +6,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError
 from umt_helpers import CONFIGS, train_config
 
+from plumbing.errors import UserError
 from umt.config import TrainConfig, to_dataclass
 from umt.model import UniversalTranslator
-from umt.train import fit
 from umt.trainer import Trainer, generator_objective
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +26,7 @@ def test_every_shipped_config_composes_and_runs_a_forward_pass(name, toy_root):
     x = 0.1 * torch.randn(1, 1000)
     with torch.no_grad():
         z = model.encode(x)
-        loss = model.decoders["b"].loss(model.quantize(x), z)
+        loss = model.decoders["b"].loss(model.quantize(x), model.condition(x, z))
     assert z.shape == (1, cfg.model.encoder.latent_dim, 2)
     assert 0 < loss.item() < 10
 
@@ -37,7 +36,11 @@ def test_a_typo_in_the_config_fails_fast(toy_root):
         raw = compose("train", overrides=["model=tiny", f"data.root={toy_root}"])
     d = OmegaConf.to_container(raw)
     d["trainer"]["max_stpes"] = 3
-    with pytest.raises(ConfigKeyError):
+    with pytest.raises(UserError, match="max_stpes"):
+        to_dataclass(TrainConfig, d)
+    d["trainer"].pop("max_stpes")
+    d["trainer"]["max_steps"] = "many"
+    with pytest.raises(UserError, match="many"):  # a wrong type fails as fast
         to_dataclass(TrainConfig, d)
 
 
@@ -66,22 +69,46 @@ def test_adversarial_term_pushes_the_latent_to_confuse_the_classifier(toy_root, 
 
 def test_train_steps_return_namespaced_metrics_and_resume(toy_root, tmp_path):
     cfg = train_config(toy_root, tmp_path)
-    first = fit(Trainer(cfg, tmp_path / "run"))
+    first = Trainer(cfg, tmp_path / "run").fit()
     assert {"recon/saw", "recon/sine", "adv/d_loss", "adv/d_acc", "loss/recon"} <= set(first)
     assert all(torch.isfinite(torch.tensor(v)) for v in first.values())
     ckpt = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     assert ckpt["step"] == 2
     cfg.trainer.max_steps = 3
     resumed = Trainer(cfg, tmp_path / "run")
-    fit(resumed)
+    resumed.fit()
     assert resumed.step == 3
     # the resumed run continues the optimiser state, it does not restart it
     assert resumed.opt_g.state_dict()["state"][0]["step"].item() == 3
 
 
+def _same(a, b) -> bool:
+    """Equal nested state (dicts, lists, tensors, numbers)."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    return a == b
+
+
+def test_resume_restores_every_piece_of_the_saved_state(toy_root, tmp_path):
+    cfg = train_config(toy_root, tmp_path)
+    trained = Trainer(cfg, tmp_path / "run")
+    trained.fit()
+    saved = torch.load(trained.checkpoint_path, weights_only=True)
+    header = {"format", "config", "domains", "trained_domains"}
+    assert set(saved) == header | set(trained.state_table())  # every key named once, in the table
+    fresh = Trainer(cfg, tmp_path / "run")
+    assert not _same(fresh.state_dict()["encoder"], saved["encoder"])
+    assert fresh.resume() and fresh.step == 2
+    assert _same(fresh.state_dict(), saved)  # weights, optimisers, schedulers, sampler, RNG
+
+
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(toy_root, tmp_path, monkeypatch):
     tr = Trainer(train_config(toy_root, tmp_path), tmp_path / "run")
-    fit(tr)
+    tr.fit()
     good = tr.checkpoint_path.read_bytes()
 
     def crash(*args, **kwargs):

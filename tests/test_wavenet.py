@@ -3,20 +3,25 @@ import torch
 from umt_helpers import model_config
 
 from umt.model import UniversalTranslator
-from umt.nn.stream import Stream, step_params
+from umt.nn.decoders import build_decoder
+from umt.nn.stream import Stream
 from umt.nn.wavenet import SILENCE, Decoder, Encoder, TimeConv
+
+
+def _z(cfg, batch: int, T: int) -> dict[str, torch.Tensor]:
+    return {"z": torch.randn(batch, cfg.encoder.latent_dim, -(-T // cfg.encoder.pool))}
 
 
 def _grad_support(decoder: Decoder, T: int, t: int) -> torch.Tensor:
     """Which input positions the output at t depends on (via gradients)."""
-    z = torch.randn(1, decoder.cond.in_features, -(-T // decoder.pool))
+    z = {"z": torch.randn(1, decoder.condition.spec("z").channels, -(-T // decoder.frame))}
     h = torch.randn(T, 1, decoder.cfg.residual, requires_grad=True)
     decoder.forward_embedded(h, z)[t].sum().backward()
     return h.grad.abs().sum(dim=(1, 2)) > 0
 
 
 def test_decoder_is_causal_with_the_formula_receptive_field(tiny_cfg):
-    dec = Decoder(tiny_cfg.decoder, tiny_cfg.encoder.latent_dim, tiny_cfg.encoder.pool)
+    dec = build_decoder(tiny_cfg)
     rf = dec.receptive_field
     assert rf == (tiny_cfg.decoder.kernel - 1) * tiny_cfg.decoder.blocks * (
         2**tiny_cfg.decoder.layers - 1
@@ -29,9 +34,9 @@ def test_decoder_is_causal_with_the_formula_receptive_field(tiny_cfg):
 
 
 def test_decoder_shifts_targets_so_q_t_is_never_seen(tiny_cfg):
-    dec = Decoder(tiny_cfg.decoder, tiny_cfg.encoder.latent_dim, tiny_cfg.encoder.pool).eval()
+    dec = build_decoder(tiny_cfg).eval()
     q = torch.randint(0, 256, (1, 50))
-    z = torch.randn(1, tiny_cfg.encoder.latent_dim, 1)
+    z = _z(tiny_cfg, 1, 50)
     q2 = q.clone()
     q2[0, 20] = (q[0, 20] + 7) % 256
     a, b = dec(q, z), dec(q2, z)
@@ -69,47 +74,85 @@ def test_streaming_equals_teacher_forced(name, T):
     dec = model.decoders["a"]
     x = 0.3 * torch.randn(2, T).clamp(-1, 1)
     with torch.no_grad():
-        z = model.encode(x)
+        inputs = model.condition(x)
         q = model.quantize(x)
-        full = dec(q, z)  # (T, B, 256)
-        cond = dec.project_condition(z)  # (F, B, L, 2G)
-        prev = torch.full((2,), SILENCE)
-        with dec.streaming(2):
-            for t in range(T):
-                step = dec.step(prev, cond[t // cfg.encoder.pool])
-                torch.testing.assert_close(step, full[t], atol=2e-4, rtol=1e-4)
-                prev = q[:, t]
+        full = dec(q, inputs)  # (T, B, 256)
+        stream_against_teacher(dec, q, inputs, full)
+
+
+def stream_against_teacher(dec: Decoder, q: torch.Tensor, inputs: dict,
+                           full: torch.Tensor) -> None:
+    """Stream ``dec`` over q (B, T), conditioned as :mod:`umt.generate` conditions a chunk
+    that starts at 0, and assert every step's logits equal the teacher-forced ``full``."""
+    B, T = q.shape
+    P = dec.frame
+    st, prev = dec.new_stream(B), torch.full((B,), SILENCE)
+    for t in range(T):
+        if t % P == 0:
+            frame = {s.name: (inputs[s.name][..., t // s.hop : t // s.hop + 1] if s.hop > 1
+                              else inputs[s.name][..., t : t + P]) for s in dec.condition.specs}
+            st.set_condition(*dec.frame_condition(frame))
+        step = st.step(prev, t % P)
+        torch.testing.assert_close(step, full[t], atol=2e-4, rtol=1e-4)
+        prev = q[:, t]
 
 
 def test_streams_sharing_step_params_keep_their_own_state(tiny_cfg):
     # Two streams on one rewrite of the weights, fed different sequences past the ring's wrap:
     # each must still match its own teacher-forced pass (nothing mutable lives in the params).
     torch.manual_seed(1)
-    dec = Decoder(tiny_cfg.decoder, tiny_cfg.encoder.latent_dim, tiny_cfg.encoder.pool).eval()
-    T, pool = 2 * dec.receptive_field + 5, dec.pool
+    dec = build_decoder(tiny_cfg).eval()
+    T, P = 2 * dec.receptive_field + 5, dec.frame
     q = torch.randint(0, 256, (2, T))
-    z = torch.randn(2, dec.cond.in_features, -(-T // pool))
-    params = step_params(dec)
-    streams = [Stream(dec, 1, params) for _ in range(2)]
+    z = _z(tiny_cfg, 2, T)["z"]
+    params = dec.step_params()
+    streams = [dec.new_stream(1, params) for _ in range(2)]
     with torch.no_grad():
-        full, cond = dec(q, z), dec.project_condition(z)
+        full = dec(q, {"z": z})
         prev = [torch.full((1,), SILENCE) for _ in streams]
         for t in range(T):
             for b, st in enumerate(streams):
-                if t % pool == 0:
-                    st.set_condition(cond[t // pool, b : b + 1])
+                if t % P == 0:
+                    st.set_condition(*dec.frame_condition({"z": z[b : b + 1, :, t // P, None]}))
                 torch.testing.assert_close(st.step(prev[b]), full[t, b : b + 1], atol=2e-4,
                                            rtol=1e-4)
                 prev[b] = q[b : b + 1, t]
 
 
 def test_step_without_condition_is_an_error(tiny_cfg):
-    dec = Decoder(tiny_cfg.decoder, tiny_cfg.encoder.latent_dim, tiny_cfg.encoder.pool)
+    dec = build_decoder(tiny_cfg)
     with pytest.raises(RuntimeError, match="conditioning"):
-        Stream(dec, 1).step(torch.zeros(1, dtype=torch.long))
+        Stream(dec.step_params(), 1).step(torch.zeros(1, dtype=torch.long))
 
 
-def test_step_outside_streaming_is_an_error(tiny_cfg):
-    dec = Decoder(tiny_cfg.decoder, tiny_cfg.encoder.latent_dim, tiny_cfg.encoder.pool)
-    with pytest.raises(RuntimeError, match="streaming"):
-        dec.step(torch.zeros(1, dtype=torch.long), torch.zeros(1, len(dec.layers), 32))
+def test_decoder_states_its_streaming_contract(tiny_cfg):
+    # Rings of dilation + 1 rows; memory per stream grows with the rings and the steps.
+    dec = build_decoder(tiny_cfg)
+    assert dec.ring_sizes() == [layer.dilation + 1 for layer in dec.layers]
+    assert dec.step_params().ring_size == dec.ring_sizes()
+    st = dec.new_stream(3)
+    assert st.ring.shape == (sum(dec.ring_sizes()), 3, tiny_cfg.decoder.residual)
+    assert dec.bytes_per_stream(2000) - dec.bytes_per_stream(1000) == 12 * 1000
+    assert dec.bytes_per_stream(0) >= 4 * st.ring[:, 0].numel()
+
+
+def test_old_exports_latent_projection_loads(tiny_cfg):
+    # Exports before the conditioner named the latent's projection `cond`.
+    dec = build_decoder(tiny_cfg)
+    sd = dec.state_dict()
+    old = {k.replace("condition.per_frame.z.", "cond."): v for k, v in sd.items()}
+    assert "cond.weight" in old
+    fresh = build_decoder(tiny_cfg)
+    fresh.load_state_dict(old)
+    torch.testing.assert_close(fresh.condition.per_frame["z"].weight, sd[
+        "condition.per_frame.z.weight"])
+
+
+def test_decoder_kind_comes_from_the_config(tiny_cfg):
+    from umt.errors import UmtError
+    from umt.nn.decoders import KINDS
+
+    assert isinstance(build_decoder(tiny_cfg), KINDS["wavenet"](tiny_cfg).__class__)
+    tiny_cfg.decoder.kind = "nope"
+    with pytest.raises(UmtError, match="unknown decoder kind 'nope'"):
+        UniversalTranslator(tiny_cfg, ["a"])

@@ -5,10 +5,10 @@ Hydra YAML in ``configs/umt/`` is merged onto these dataclasses, so a misspelt k
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
-from omegaconf import OmegaConf
+# The shared validator (a typo or a wrong type is a one-line UserError), re-exported here.
+from plumbing.config import to_dataclass, to_dict  # noqa: F401
 
 
 @dataclass
@@ -25,8 +25,10 @@ class EncoderConfig:
 
 @dataclass
 class DecoderConfig:
-    """Causal WaveNet decoder (kernel 2, gated units, residual and skip paths)."""
+    """A decoder kind (:data:`umt.nn.decoders.KINDS`) and its sizes; ``wavenet`` is the paper's
+    causal WaveNet (kernel 2, gated units, residual and skip paths)."""
 
+    kind: str = "wavenet"
     blocks: int = 4
     layers: int = 10
     kernel: int = 2
@@ -34,6 +36,22 @@ class DecoderConfig:
     skip: int = 128
     gate: int = 128
     classes: int = 256
+
+
+@dataclass
+class InputConfig:
+    """One named conditioning input of the decoders (:mod:`umt.nn.condition`).
+
+    ``feature`` names its extractor in :data:`umt.features.FEATURES` (``latent`` is the
+    encoder's output). ``hop`` is its rate: samples per frame, or 1 for a per-sample input (fed
+    at the decoder's input); 0 takes the feature's own (the latent: the encoder's ``pool``).
+    ``channels`` 0 takes the feature's own as well.
+    """
+
+    name: str = "z"
+    feature: str = "latent"
+    hop: int = 0
+    channels: int = 0
 
 
 @dataclass
@@ -53,6 +71,8 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    # The decoders' conditioning inputs; the paper's: the latent alone.
+    condition: list[InputConfig] = field(default_factory=lambda: [InputConfig()])
 
 
 @dataclass
@@ -101,19 +121,3 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-
-
-def to_dataclass(cls: type, cfg: Any) -> Any:
-    """Validate a dict or DictConfig against ``cls`` and return a typed instance.
-
-    Raises:
-        omegaconf.errors.ConfigKeyError: on an unknown key (a typo).
-        omegaconf.errors.ValidationError: on a value of the wrong type.
-    """
-    merged = OmegaConf.merge(OmegaConf.structured(cls), cfg)
-    return OmegaConf.to_object(merged)
-
-
-def to_dict(cfg: Any) -> dict:
-    """A dataclass config as plain nested dicts (for checkpoints and logs)."""
-    return asdict(cfg)

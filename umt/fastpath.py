@@ -1,21 +1,20 @@
 """TorchScript fast path for generation: one latent frame of steps in a scripted loop.
 
-Eager streaming (:meth:`umt.nn.wavenet.Decoder.step`) pays Python's interpreter for each of the
+Eager streaming (:meth:`umt.nn.stream.Stream.step`) pays Python's interpreter for each of the
 ~6 ops per layer and step; at small batches that overhead, not arithmetic, is the time. Here
 the same function, :func:`umt.nn.stream.step_logits`, and the sampling run in a TorchScript
-loop over all the steps of one latent frame, so results equal the eager path's
+loop over all the steps of one conditioning frame, so results equal the eager path's
 (tests/test_fastpath.py checks it). If scripting
 fails (an unusual build, a platform without TorchScript) generation falls back to eager.
 """
 
-from __future__ import annotations
-
 import logging
 import warnings
+from typing import Optional
 
 import torch
 
-from umt.nn.stream import Stream, step_logits
+from umt.nn.stream import StepArgs, Stream, step_logits
 from umt.sampling import sample
 
 log = logging.getLogger(__name__)
@@ -27,16 +26,15 @@ def _frame_loop(
     out: torch.Tensor,
     temperature: float,
     t0: int,
-    slots: list[torch.Tensor],
-    offset: list[int],
-    size: list[int],
-    conds: list[torch.Tensor],
-    weights: list[list[torch.Tensor]],
-    bufs: list[torch.Tensor],
-    head: list[torch.Tensor],
+    args: StepArgs,
+    inject: list[torch.Tensor],
 ) -> torch.Tensor:
+    # No ``from __future__ import annotations`` in this module: TorchScript reads these types.
     for s in range(noise.shape[0]):
-        logits = step_logits(prev, t0 + s, slots, offset, size, conds, weights, bufs, head)
+        extra: Optional[torch.Tensor] = None  # noqa: UP045 - TorchScript
+        if len(inject) > 0:
+            extra = inject[0][s]
+        logits = step_logits(prev, t0 + s, args, extra)
         prev = sample(logits, noise[s], temperature)
         out[s] = prev
     return prev
@@ -74,7 +72,8 @@ def run_frame(
     temperature: float,
     fast: bool = True,
 ) -> torch.Tensor:
-    """Generate ``noise.shape[0]`` steps of one stream after its ``set_condition``.
+    """Generate ``noise.shape[0]`` steps of one stream after its ``set_condition``
+    (its per-sample rows, if any, hold at least that many steps).
 
     Args:
         st: Its streaming buffers (:class:`~umt.nn.stream.Stream`), one per concurrent thread.
@@ -89,11 +88,14 @@ def run_frame(
     """
     st.require_condition()
     loop = (scripted_loop() if fast else None) or _frame_loop
+    inject = st.inject
     if loop is not _frame_loop and st.t == 0 and noise.shape[0] > PROFILED_STEPS:
         for s in range(PROFILED_STEPS):
-            prev = loop(prev, noise[s : s + 1], out[s : s + 1], temperature, s, *st.args)
+            rows = [x[s : s + 1] for x in inject]
+            prev = loop(prev, noise[s : s + 1], out[s : s + 1], temperature, s, st.args, rows)
         st.t = PROFILED_STEPS
         noise, out = noise[PROFILED_STEPS:], out[PROFILED_STEPS:]
-    prev = loop(prev, noise, out, temperature, st.t, *st.args)
+        inject = [x[PROFILED_STEPS:] for x in inject]
+    prev = loop(prev, noise, out, temperature, st.t, st.args, inject)
     st.t += noise.shape[0]
     return prev

@@ -1,10 +1,13 @@
-"""Chunked, batched autoregressive sampling from a streaming WaveNet decoder.
+"""Chunked, batched autoregressive sampling from a streaming decoder.
 
 A long output is cut into chunks that run **in parallel as one batch**: chunk i covers
 ``[i * chunk - warmup, (i + 1) * chunk)``. Its first ``warmup`` samples let the decoder's state
 settle (they overlap the previous chunk) and the two chunks are crossfaded over the last ``fade``
-samples of that overlap. Chunk starts are multiples of the latent frame (``pool`` samples), so
-every chunk of a batch switches conditioning frame at the same step.
+samples of that overlap. Chunk starts are multiples of the decoder's conditioning frame
+(``decoder.frame`` samples), so every chunk of a batch switches conditioning at the same step.
+Every named input (:mod:`umt.nn.condition`) is sliced for each chunk at its own rate: frame
+inputs by the frame that covers each position, per-sample inputs sample by sample (zeros
+outside the input).
 
 The random numbers come from one seeded CPU generator per input, one uniform per (chunk, step),
 drawn before generation: how many chunks share a batch, and with which other inputs' chunks
@@ -22,11 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from umt import fastpath
 from umt.audio import mu_law_decode
-from umt.nn.stream import StepParams, Stream, step_params
-from umt.nn.wavenet import SILENCE, Decoder
+from umt.nn.condition import Inputs
+from umt.nn.stream import StepParams
+from umt.nn.wavenet import SILENCE
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
@@ -70,7 +75,7 @@ class ChunkPlan:
 
     Attributes:
         length: Output samples.
-        chunk: Samples each chunk owns (a multiple of the latent frame).
+        chunk: Samples each chunk owns (a multiple of the conditioning frame).
         warmup: Samples generated before a chunk's start, overlapping the previous chunk.
         fade: Crossfade length at each seam, at most ``warmup``.
     """
@@ -100,7 +105,7 @@ def _round_up(n: int, m: int) -> int:
 
 def plan_chunks(
     length: int,
-    pool: int,
+    frame: int,
     max_batch: int,
     chunk: int | None = None,
     warmup: int = 3200,
@@ -116,7 +121,7 @@ def plan_chunks(
 
     Args:
         length: Output samples.
-        pool: Samples per latent frame.
+        frame: Samples per conditioning frame (``decoder.frame``): chunks start on frames.
         max_batch: Largest batch that fits (see :func:`max_batch`).
         chunk: Samples per chunk; default: the model's optimum, at least ``min_chunk`` and
             ``length / max_batch``. A chunk at least as long as the output means no chunking
@@ -125,15 +130,15 @@ def plan_chunks(
         fade: Crossfade samples at each seam.
         min_chunk: Shortest default chunk, which bounds how many seams a second has.
     """
-    warmup = _round_up(warmup, pool)
+    warmup = _round_up(warmup, frame)
     if chunk is None:
         best = math.isqrt(warmup * length // STEP_COST_BATCH)
-        lo, hi = max(pool, best // pool * pool), max(pool, _round_up(best, pool))
+        lo, hi = max(frame, best // frame * frame), max(frame, _round_up(best, frame))
         best = min(lo, hi, key=lambda c: (warmup + c) * (STEP_COST_BATCH + length / c))
         chunk = max(min_chunk, best, -(-length // max_batch))
-    chunk = _round_up(max(chunk, 1), pool)
+    chunk = _round_up(max(chunk, 1), frame)
     if chunk >= length:
-        return ChunkPlan(length, _round_up(max(length, 1), pool), 0, 0)
+        return ChunkPlan(length, _round_up(max(length, 1), frame), 0, 0)
     return ChunkPlan(length, chunk, warmup, min(fade, warmup))
 
 
@@ -151,77 +156,112 @@ def available_memory(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def bytes_per_chunk(decoder: Decoder, steps: int) -> int:
-    """Memory one chunk of a batch needs while generating ``steps`` samples."""
-    cfg, layers = decoder.cfg, len(decoder.layers)
-    # The ring holds dilation + 1 rows of R floats per layer (umt.nn.stream.Stream).
-    ring = (decoder.receptive_field - 1 + layers) * cfg.residual
-    per_step = layers * 2 * cfg.gate + 3 * cfg.gate + 2 * cfg.skip + 4 * cfg.classes
-    return 4 * (ring + per_step) + 12 * steps  # + sampled classes (int64) and uniforms
-
-
-def max_batch(decoder: Decoder, steps: int, device: torch.device) -> int:
+def max_batch(decoder: nn.Module, steps: int, device: torch.device) -> int:
     """Largest batch of chunks that fits in a fraction of the free memory, capped."""
-    fit = int(MEMORY_FRACTION * available_memory(device)) // bytes_per_chunk(decoder, steps)
+    fit = int(MEMORY_FRACTION * available_memory(device)) // decoder.bytes_per_stream(steps)
     return max(1, min(MAX_BATCH.get(device.type, 256), fit))
 
 
-def _frames(z: torch.Tensor, starts: torch.Tensor, f: int, pool: int,
-            spans: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """Latent frame ``f`` of each chunk: z (1, D, F), starts (B,) -> (B, D, 1).
+@dataclass
+class Packed:
+    """The inputs of several outputs laid end to end, one tensor per name.
 
-    ``spans`` = (first, last) (B,) frames of each chunk's own input, where ``z`` holds several
-    inputs end to end; frames before or after an input repeat its first or last frame."""
-    idx = torch.div(starts, pool, rounding_mode="floor") + f
-    if spans is None:
-        return z[0][:, idx.clamp_(0, z.shape[-1] - 1)].t().unsqueeze(-1)
-    first, last = spans
-    return z[0][:, torch.minimum(torch.maximum(idx + first, first), last)].t().unsqueeze(-1)
+    Attributes:
+        inputs: {name: (1, C, N_name)} every output's input, concatenated along time.
+        first: {name: (outputs,)} where each output's input starts in ``inputs[name]``.
+        count: {name: (outputs,)} its length there (frames, or samples for per-sample inputs).
+    """
+
+    inputs: Inputs
+    first: dict[str, torch.Tensor]
+    count: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, items: list[Inputs]) -> Packed:
+        names = list(items[0])
+        count = {n: torch.tensor([x[n].shape[-1] for x in items]) for n in names}
+        first = {n: c.cumsum(0) - c for n, c in count.items()}
+        return cls({n: torch.cat([x[n] for x in items], -1) for n in names}, first, count)
+
+
+def chunk_frame(decoder: nn.Module, packed: Packed, rows: torch.Tensor, starts: torch.Tensor,
+                f: int) -> Inputs:
+    """Conditioning frame ``f`` of a batch of chunks, every input sliced at its own rate.
+
+    Args:
+        decoder: The decoder (its conditioner says each input's hop).
+        packed: The inputs of all outputs.
+        rows: (B,) the output each chunk belongs to.
+        starts: (B,) each chunk's first position (a multiple of ``decoder.frame``; may be
+            negative).
+        f: Conditioning frame within the chunks.
+
+    Returns:
+        {name: (B, C, 1)} for per-frame inputs (the frame covering the position, clamped to
+        the output's first and last frame) and (B, C, frame) for per-sample ones (zeros outside
+        the output).
+    """
+    P, out = decoder.frame, {}
+    pos = starts + f * P  # (B,) first position of the frame
+    for spec in decoder.condition.specs:
+        x, first = packed.inputs[spec.name][0], packed.first[spec.name].to(pos.device)[rows]
+        count = packed.count[spec.name].to(pos.device)[rows]
+        if spec.hop > 1:
+            idx = torch.div(pos, spec.hop, rounding_mode="floor")
+            idx = torch.minimum(torch.maximum(idx, torch.zeros_like(idx)), count - 1)
+            out[spec.name] = x[:, first + idx].t().unsqueeze(-1)  # (B, C, 1)
+        else:
+            idx = pos[:, None] + torch.arange(P, device=pos.device)  # (B, P)
+            inside = (idx >= 0) & (idx < count[:, None])
+            idx = first[:, None] + torch.minimum(idx.clamp_min(0), count[:, None] - 1)
+            out[spec.name] = (x[:, idx] * inside).transpose(0, 1)  # (B, C, P)
+    return out
 
 
 def generate_group(
-    decoder: Decoder,
-    z: torch.Tensor,
+    decoder: nn.Module,
+    packed: Packed,
+    rows: torch.Tensor,
     starts: torch.Tensor,
     noise: torch.Tensor,
     temperature: float,
     progress: Callable[[int], None] | None = None,
     fast: bool = True,
     params: StepParams | None = None,
-    spans: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sample a batch of chunks in lock-step.
 
     Args:
         decoder: The target domain's decoder.
-        z: (1, D, F) latent of the whole input.
-        starts: (B,) first position of each chunk, multiples of ``pool`` (may be negative).
-        noise: (B, steps) uniforms; ``steps`` must be a multiple of ``pool``.
+        packed: The inputs of the outputs the chunks belong to (:class:`Packed`).
+        rows: (B,) the output of each chunk.
+        starts: (B,) first position of each chunk, multiples of ``decoder.frame`` (may be
+            negative).
+        noise: (B, steps) uniforms; ``steps`` must be a multiple of ``decoder.frame``.
         temperature: Sampling temperature.
-        progress: Called with the number of steps just done, once per latent frame.
+        progress: Called with the number of steps just done, once per conditioning frame.
         fast: Run each frame's steps in the TorchScript loop (:mod:`umt.fastpath`) when it
             compiles, else the same loop in Python: the same classes, more interpreter overhead.
-        params: The decoder's :func:`~umt.nn.stream.step_params`, when several groups share one.
-        spans: (first, last) (B,) frames of each chunk's input in ``z``, when ``z`` holds the
-            latents of several inputs end to end (:func:`generate_many`); default: all of it.
+        params: The decoder's ``step_params()``, when several groups share one.
 
     Returns:
         (B, steps) int64 mu-law classes.
     """
     B, steps = noise.shape
-    pool, dev = decoder.pool, z.device
+    P, dev = decoder.frame, starts.device
     noise = noise.t().contiguous().to(dev)  # (steps, B): row t is read at step t
     out = torch.empty(steps, B, dtype=torch.long, device=dev)
     prev = torch.full((B,), SILENCE, dtype=torch.long, device=dev)
     # A stream of its own, not the module's: worker threads share the decoder.
-    st = Stream(decoder, B, params)
+    st = decoder.new_stream(B, params)
     with torch.inference_mode(), cpu_threads(B, dev):
-        for f in range(steps // pool):
-            st.set_condition(decoder.project_condition(_frames(z, starts, f, pool, spans))[0])
-            rows = slice(f * pool, (f + 1) * pool)
-            prev = fastpath.run_frame(st, prev, noise[rows], out[rows], temperature, fast)
+        for f in range(steps // P):
+            frame = chunk_frame(decoder, packed, rows, starts, f)
+            st.set_condition(*decoder.frame_condition(frame))
+            span = slice(f * P, (f + 1) * P)
+            prev = fastpath.run_frame(st, prev, noise[span], out[span], temperature, fast)
             if progress is not None:
-                progress(pool)
+                progress(P)
     return out.t()
 
 
@@ -252,8 +292,8 @@ def stitch(audio: torch.Tensor, plan: ChunkPlan) -> torch.Tensor:
 
 
 def generate(
-    decoder: Decoder,
-    z: torch.Tensor,
+    decoder: nn.Module,
+    inputs: Inputs,
     plan: ChunkPlan,
     *,
     seed: int | None = 0,
@@ -262,11 +302,11 @@ def generate(
     progress: Progress | None = None,
     fast: bool = True,
 ) -> torch.Tensor:
-    """Translate a latent into audio with one decoder, all chunks batched.
+    """Translate one output's conditioning inputs into audio, all chunks batched.
 
     Args:
         decoder: Target decoder (eval mode).
-        z: (1, D, F) latent, F >= ceil(plan.length / pool).
+        inputs: {name: (1, C, F)} every input the decoder reads, covering ``plan.length``.
         plan: Chunking (:func:`plan_chunks`).
         seed: Seed of the sampling noise; None draws a fresh one.
         temperature: Softmax temperature (1 = the model's distribution, 0 = greedy).
@@ -277,13 +317,13 @@ def generate(
     Returns:
         (length,) float32 audio on the CPU, 16 kHz.
     """
-    return generate_many(decoder, [z], [plan], seed=seed, temperature=temperature, batch=batch,
-                         progress=progress, fast=fast)[0]
+    return generate_many(decoder, [inputs], [plan], seed=seed, temperature=temperature,
+                         batch=batch, progress=progress, fast=fast)[0]
 
 
 def generate_many(
-    decoder: Decoder,
-    zs: list[torch.Tensor],
+    decoder: nn.Module,
+    inputs: list[Inputs],
     plans: list[ChunkPlan],
     *,
     seed: int | None = 0,
@@ -292,7 +332,7 @@ def generate_many(
     progress: Progress | None = None,
     fast: bool = True,
 ) -> list[torch.Tensor]:
-    """Translate several latents with one decoder, the chunks of all of them in shared batches.
+    """Translate several outputs with one decoder, the chunks of all of them in shared batches.
 
     Short inputs make small batches, which run slowly per sample; chunks of several inputs
     with the same steps per chunk fill one batch instead. Each input keeps its own chunks and
@@ -302,32 +342,30 @@ def generate_many(
 
     Args:
         decoder: Target decoder (eval mode).
-        zs: (1, D, F_k) latent of each input, F_k >= ceil(plans[k].length / pool).
-        plans: Chunking of each input (:func:`plan_chunks`).
-        seed: Seed of every input's sampling noise; None draws a fresh one per input.
+        inputs: Per output {name: (1, C, F_k)}, covering ``plans[k].length`` samples.
+        plans: Chunking of each output (:func:`plan_chunks`).
+        seed: Seed of every output's sampling noise; None draws a fresh one per output.
         temperature: Softmax temperature (1 = the model's distribution, 0 = greedy).
         batch: Chunks per batch (default: :func:`max_batch`); more chunks run in sequence.
         progress: Called with (steps done, steps in all).
         fast: Use the TorchScript loop where it compiles (:func:`generate_group`).
 
     Returns:
-        (length_k,) float32 audio of each input on the CPU, 16 kHz.
+        (length_k,) float32 audio of each output on the CPU, 16 kHz.
     """
     noises = []
     for plan in plans:
         gen = torch.Generator()
         gen.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
         noises.append(torch.rand(plan.count, plan.steps, generator=gen))  # (count, steps)
-    z = torch.cat(zs, -1)
-    sizes = torch.tensor([x.shape[-1] for x in zs])
-    last = sizes.cumsum(0) - 1  # (inputs,) each input's frames in z: first[k]..last[k]
-    first = last + 1 - sizes
-    # One row per chunk of every input: (input, chunk index), grouped by steps per chunk.
+    packed = Packed.of(inputs)
+    dev = next(iter(packed.inputs.values())).device
+    # One row per chunk of every output: (output, chunk index), grouped by steps per chunk.
     groups: dict[int, list[tuple[int, int]]] = {}
     for k, plan in enumerate(plans):
         groups.setdefault(plan.steps, []).extend((k, i) for i in range(plan.count))
     total, done, lock = sum(p.count * p.steps for p in plans), 0, threading.Lock()
-    params = step_params(decoder)  # one rewrite of the weights for every group and thread
+    params = decoder.step_params()  # one rewrite of the weights for every group and thread
     classes = [torch.empty(p.count, p.steps, dtype=torch.long) for p in plans]
 
     def run(rows: list[tuple[int, int]]) -> torch.Tensor:
@@ -338,15 +376,14 @@ def generate_many(
                 if progress is not None:
                     progress(done, total)
 
-        k = torch.tensor([j for j, _ in rows])
-        starts = torch.tensor([plans[j].start(c) for j, c in rows], device=z.device)
+        k = torch.tensor([j for j, _ in rows], device=dev)
+        starts = torch.tensor([plans[j].start(c) for j, c in rows], device=dev)
         noise = torch.stack([noises[j][c] for j, c in rows])
-        spans = (first[k].to(z.device), last[k].to(z.device))
-        return generate_group(decoder, z, starts, noise, temperature, tick, fast, params, spans)
+        return generate_group(decoder, packed, k, starts, noise, temperature, tick, fast, params)
 
-    workers = cpu_workers(z.device, fast)
+    workers = cpu_workers(dev, fast)
     for steps, rows in groups.items():
-        cap = batch or max_batch(decoder, steps, z.device)
+        cap = batch or max_batch(decoder, steps, dev)
         for g in range(0, len(rows), cap):
             part = rows[g : g + cap]
             shares = [s for s in _split(part, workers) if s]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from plumbing.device import resolve_device  # the one resolver; callers import it from here
 from umt.audio import SAMPLE_RATE, resample
 from umt.checkpoint import check_instruments, load_export
 from umt.errors import UmtError
@@ -25,16 +26,6 @@ ENCODER_WINDOW_FRAMES = 400  # 20 s of audio per encoder pass
 # warm-up of field + fade would add 0.31 s of generation to every chunk at paper size (field 4093
 # samples) and 4.1 s at release size (65533).
 MAX_AUTO_WARMUP = 3200
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is a user error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UmtError("--device cuda asked for, but no CUDA device is available")
-    return device
 
 
 def check_audio(wav: np.ndarray, name: str = "input") -> np.ndarray:
@@ -55,10 +46,25 @@ def check_audio(wav: np.ndarray, name: str = "input") -> np.ndarray:
 
 @dataclass
 class Latent:
-    """The encoder's view of one input: ``z`` (1, D, F) and the output length in samples."""
+    """What the decoders read of one input: the named conditioning inputs {name: (1, C, F)}
+    (the latent ``z`` and any features, :mod:`umt.nn.condition`) and the output length."""
 
-    z: torch.Tensor
+    inputs: dict[str, torch.Tensor]
     length: int
+
+    @property
+    def z(self) -> torch.Tensor:
+        """The encoder's latent (1, D, F)."""
+        return self.inputs["z"]
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """How one decoder generates one output: its chunks, and the most chunks generated at once
+    (the rows of a batch, shared by the inputs of a :meth:`Translator.decode_many` call)."""
+
+    chunks: ChunkPlan
+    batch: int
 
 
 class Translator:
@@ -123,14 +129,15 @@ class Translator:
         return self.model.domains
 
     def encode(self, wav: np.ndarray, sr: int) -> Latent:
-        """Run the encoder once over an input.
+        """Run the encoder and the feature extractors once over an input.
 
         Args:
             wav: (T,) or (T, channels) float audio at ``sr``.
             sr: Its sample rate.
 
         Returns:
-            The latent (1, D, ceil(T16 / pool)), T16 the length at 16 kHz.
+            The inputs of the decoders, among them the latent (1, D, ceil(T16 / pool)), T16
+            the length at 16 kHz.
         """
         x = torch.from_numpy(resample(check_audio(wav), sr, SAMPLE_RATE)).to(self.device)
         enc = self.model.cfg.encoder
@@ -145,7 +152,8 @@ class Translator:
                 a, b = max(0, f0 * pool - margin), min(T, f1 * pool + margin)
                 z = self.model.encode(x[a:b].unsqueeze(0))  # (1, D, frames of the window)
                 parts.append(z[..., f0 - a // pool : f1 - a // pool])
-        return Latent(torch.cat(parts, -1), T)
+            inputs = self.model.condition(x.unsqueeze(0), torch.cat(parts, -1))
+        return Latent(inputs, T)
 
     def decode(
         self,
@@ -183,11 +191,11 @@ class Translator:
         """
         check_instruments([to], self.domains)
         plans = [self.plan(to, latent.length) for latent in latents]
-        return generate_many(self.model.decoders[to], [latent.z for latent in latents],
-                             [plan for plan, _ in plans], seed=seed, temperature=temperature,
-                             batch=plans[0][1], progress=progress, fast=self.fast)
+        return generate_many(self.model.decoders[to], [latent.inputs for latent in latents],
+                             [plan.chunks for plan in plans], seed=seed, temperature=temperature,
+                             batch=plans[0].batch, progress=progress, fast=self.fast)
 
-    def plan(self, to: str, length: int) -> tuple[ChunkPlan, int]:
+    def plan(self, to: str, length: int) -> GenerationPlan:
         """How instrument ``to``'s decoder generates ``length`` samples: the chunks, and the
         most chunks generated at once."""
         decoder = self.model.decoders[to]
@@ -197,9 +205,9 @@ class Translator:
         chunk = None if self.chunk_seconds is None else self.chunk_seconds * SAMPLE_RATE
         chunk = length if chunk is not None and chunk >= length else chunk
         cap = self.batch or max_batch(decoder, self.min_chunk + warmup, self.device)
-        plan = plan_chunks(length, decoder.pool, cap, None if chunk is None else int(chunk),
-                           warmup, self.fade, self.min_chunk)
-        return plan, cap
+        chunks = plan_chunks(length, decoder.frame, cap, None if chunk is None else int(chunk),
+                             warmup, self.fade, self.min_chunk)
+        return GenerationPlan(chunks, cap)
 
     def translate(
         self,

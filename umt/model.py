@@ -1,4 +1,4 @@
-"""The universal translation network: one shared encoder, one WaveNet decoder per domain."""
+"""The universal translation network: one shared encoder, one decoder per domain."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from torch import nn
 
 from umt.audio import MU, mu_law_decode, mu_law_encode
 from umt.config import ModelConfig
-from umt.nn.wavenet import Decoder, Encoder
+from umt.features import LATENT
+from umt.nn.condition import Inputs, extract, resolve_inputs
+from umt.nn.decoders import build_decoder
+from umt.nn.wavenet import Encoder
 
 
 class UniversalTranslator(nn.Module):
@@ -23,6 +26,7 @@ class UniversalTranslator(nn.Module):
         if len(set(domains)) != len(domains) or not domains:
             raise ValueError(f"domains must be unique and non-empty, got {domains}")
         self.cfg = cfg
+        self.inputs = resolve_inputs(cfg)
         self.encoder = Encoder(cfg.encoder)
         self.decoders = nn.ModuleDict({name: self.new_decoder() for name in domains})
 
@@ -30,10 +34,18 @@ class UniversalTranslator(nn.Module):
     def domains(self) -> list[str]:
         return list(self.decoders.keys())
 
-    def new_decoder(self) -> Decoder:
-        """A freshly initialised decoder matching this model's sizes."""
-        enc = self.cfg.encoder
-        return Decoder(self.cfg.decoder, enc.latent_dim, enc.pool)
+    def new_decoder(self) -> nn.Module:
+        """A freshly initialised decoder of this model's kind and sizes."""
+        return build_decoder(self.cfg)
+
+    def condition(self, x: torch.Tensor, z: torch.Tensor | None = None) -> Inputs:
+        """The decoders' named inputs for source audio x (B, T): the latent (``z`` when given,
+        e.g. of an augmented copy, else the encoding of x) and every feature, {name: (B, C, F)}."""
+        inputs = extract(self.inputs, x)
+        for spec in self.inputs:
+            if spec.feature == LATENT:
+                inputs[spec.name] = self.encode(x) if z is None else z
+        return inputs
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent of a waveform.

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,15 +16,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
 
-from umt.checkpoint import (
-    EXPORT_FORMAT,
-    TRAIN_FORMAT,
-    atomic_save,
-    export_state,
-    load_file,
-    unwrap,
-)
+from plumbing.atomic import remove_stale_temps
+from plumbing.device import resolve_device
+from plumbing.signals import Interrupted, StopRequest, stop_on_signals
+from umt.checkpoint import EXPORT_FORMAT, TRAIN_FORMAT, atomic_save, load_file, unwrap
 from umt.config import ModelConfig, TrainConfig, to_dataclass, to_dict
 from umt.data import SegmentSampler, build_cache, open_cache
 from umt.errors import UmtError
@@ -45,12 +46,14 @@ class GeneratorLoss(nn.Module):
     def forward(self, x: torch.Tensor, x_aug: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x, x_aug: (K * B, T) clean target and augmented input -> recon (K,), z (K * B, D, F)."""
         z = self.model.encode(x_aug)
+        inputs = self.model.condition(x, z)  # features of the clean source, z of the copy
         q = self.model.quantize(x)
         rows = x.shape[0] // len(self.domains)
         recon = []
         for k, name in enumerate(self.domains):
             part = slice(k * rows, (k + 1) * rows)
-            recon.append(self.model.decoders[name].loss(q[part], z[part]))
+            mine = {key: value[part] for key, value in inputs.items()}
+            recon.append(self.model.decoders[name].loss(q[part], mine))
         return torch.stack(recon), z
 
 
@@ -58,6 +61,27 @@ def generator_objective(recon: torch.Tensor, adv_ce: torch.Tensor, lam: float) -
     """Reconstruction minus lambda times the classifier's cross-entropy: the encoder is rewarded
     for latents the classifier cannot place."""
     return recon.mean() - lam * adv_ce
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One piece of the training state: how to read it and how to restore it.
+
+    Attributes:
+        get: Returns the piece as plain types and tensors.
+        set: Restores it from what ``get`` returned.
+        per_rank: The rank's own random stream: rank 0's is saved and restored; other ranks
+            draw a fresh stream on resume (they never saved theirs).
+    """
+
+    get: Callable[[], Any]
+    set: Callable[[Any], None]
+    per_rank: bool = False
+
+
+def _slot(obj: Any) -> Slot:
+    """The slot of an object with ``state_dict`` / ``load_state_dict``."""
+    return Slot(obj.state_dict, obj.load_state_dict)
 
 
 class Trainer:
@@ -72,7 +96,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, rank: int = 0, world: int = 1) -> None:
         self.cfg, self.run_dir, self.rank, self.world = cfg, Path(run_dir), rank, world
-        self.device = _device(cfg.trainer.device, rank)
+        self.device = resolve_device(cfg.trainer.device, rank)
         t = cfg.trainer
         if t.threads:
             torch.set_num_threads(t.threads)
@@ -83,6 +107,7 @@ class Trainer:
         self._setup_data(min_domains=1 if base is not None else 2)
         self._setup_model(base)
         self.step = 0
+        self._saved_step = -1  # the step of the checkpoint on disk, if this process wrote it
 
     def _setup_data(self, min_domains: int) -> None:
         d = self.cfg.data
@@ -214,31 +239,50 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
 
+    def state_table(self) -> dict[str, Slot]:
+        """Every saved piece of the run, named once: :meth:`state_dict` and :meth:`resume`
+        both walk this table, so a new piece of state is added in one place."""
+        decoders = self.model.decoders
+        return {
+            "encoder": _slot(self.model.encoder),
+            "decoders": Slot(lambda: {n: d.state_dict() for n, d in decoders.items()},
+                             self._load_decoders),
+            "classifier": _slot(self.classifier),
+            "opt_g": _slot(self.opt_g),
+            "opt_d": _slot(self.opt_d),
+            "sched_g": _slot(self.sched_g),
+            "sched_d": _slot(self.sched_d),
+            "step": Slot(lambda: self.step, self._set_step),
+            "sampler": Slot(self.sampler.state_dict, self.sampler.load_state_dict, per_rank=True),
+            "torch_rng": Slot(torch.get_rng_state, torch.set_rng_state, per_rank=True),
+        }
+
+    def _load_decoders(self, state: dict[str, dict]) -> None:
+        for name, sd in state.items():
+            self.model.decoders[name].load_state_dict(sd)
+
+    def _set_step(self, step: int) -> None:
+        self.step = int(step)
+
     def state_dict(self) -> dict:
-        """Everything needed to resume, as plain types and tensors."""
-        state = export_state(self.model)
-        state.update({
-            "format": TRAIN_FORMAT,
-            "config": to_dict(self.cfg),
-            "trained_domains": self.domains,
-            "step": self.step,
-            "classifier": self.classifier.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "sched_g": self.sched_g.state_dict(),
-            "sched_d": self.sched_d.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        })
-        return state
+        """Everything needed to resume, as plain types and tensors: a header that
+        :meth:`resume` checks (format, config, domains) plus every :meth:`state_table` slot."""
+        header = {"format": TRAIN_FORMAT, "config": to_dict(self.cfg),
+                  "domains": unwrap(self.model).domains, "trained_domains": self.domains}
+        return header | {key: slot.get() for key, slot in self.state_table().items()}
 
     def save(self) -> None:
         """Write the checkpoint atomically (rank 0 only)."""
         if self.rank == 0:
             atomic_save(self.state_dict(), self.checkpoint_path)
+        self._saved_step = self.step
 
     def resume(self) -> bool:
-        """Load the last checkpoint of this run folder if there is one."""
+        """Load the last checkpoint of this run folder if there is one.
+
+        Raises:
+            UmtError: the checkpoint is of another model or other domains, or not one at all.
+        """
         if not self.checkpoint_path.exists():
             return False
         state = load_file(self.checkpoint_path, TRAIN_FORMAT)
@@ -249,26 +293,109 @@ class Trainer:
                 f"{self.checkpoint_path} was trained with another model or other domains; "
                 "use a new run folder (hydra.run.dir=...)"
             )
-        self.model.encoder.load_state_dict(state["encoder"])
-        for name, sd in state["decoders"].items():
-            self.model.decoders[name].load_state_dict(sd)
-        self.classifier.load_state_dict(state["classifier"])
-        for key in ("opt_g", "opt_d", "sched_g", "sched_d"):
-            getattr(self, key).load_state_dict(state[key])
-        self.step = int(state["step"])
-        if self.rank == 0:
-            self.sampler.load_state_dict(state["sampler"])
-            torch.set_rng_state(state["torch_rng"])
-        else:  # other ranks: a fresh stream that differs from every earlier one
+        for key, slot in self.state_table().items():
+            if self.rank == 0 or not slot.per_rank:
+                slot.set(state[key])
+        if self.rank != 0:  # other ranks: a fresh stream that differs from every earlier one
             self.sampler.rng = np.random.default_rng([self.cfg.trainer.seed, self.rank, self.step])
+        self._saved_step = self.step
         return True
 
+    def fit(self) -> dict:
+        """Train until ``trainer.max_steps``, resuming from the run folder, checkpointing and
+        validating on schedule.
 
-def _device(name: str, rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UmtError("trainer.device=cuda but no CUDA device is available")
-        return torch.device("cuda", rank % torch.cuda.device_count())
-    return torch.device(name)
+        On SIGINT or SIGTERM the step under way finishes, rank 0 saves a checkpoint (all ranks
+        stop at the same step) and :class:`~plumbing.signals.Interrupted` is raised.
+
+        Returns:
+            The metrics of the last step (empty if nothing was left to train).
+
+        Raises:
+            Interrupted: a signal stopped the run after its checkpoint was saved.
+        """
+        with stop_on_signals() as stop:
+            if self.rank == 0:
+                remove_stale_temps(self.checkpoint_path)  # left by a run killed while saving
+            if self.resume() and self.rank == 0:
+                log.info("resumed from %s at step %d", self.checkpoint_path, self.step)
+            run_log = RunLog(self)
+            metrics: dict = {}
+            try:
+                while self.step < self.cfg.trainer.max_steps:
+                    metrics = self._fit_step(run_log)
+                    self._stop_if_signalled(stop)
+            finally:
+                run_log.close()
+        return metrics
+
+    def _fit_step(self, run_log: RunLog) -> dict:
+        """One training step with its scheduled logging, validation and checkpoint."""
+        t = self.cfg.trainer
+        metrics = self.train_step(self.sampler.next_batch())
+        step, last = self.step, self.step == t.max_steps
+        run_log.step(metrics, write=step % t.log_every == 0 or last)
+        if step % t.val_every == 0 or last:
+            val = self.validate()
+            run_log.scalars(val, step)
+            if self.rank == 0:
+                log.info("step %d %s", step, " ".join(f"{k}={v:.4f}" for k, v in val.items()))
+        if step % t.checkpoint_every == 0 or last:
+            self.save()
+        return metrics
+
+    def _stop_if_signalled(self, stop: StopRequest) -> None:
+        """Save and raise Interrupted if any rank got SIGINT/SIGTERM (all ranks agree, so
+        none waits forever in the next step's all-reduce)."""
+        signum = stop.signum or 0
+        if self.world > 1:
+            flag = torch.tensor([signum], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            signum = int(flag.item())
+        if not signum:
+            return
+        if self._saved_step != self.step:
+            self.save()
+        if self.world > 1:
+            dist.barrier()  # torchrun kills every rank once one exits: let rank 0 finish saving
+        raise Interrupted.saved(signum, self.step, self.checkpoint_path)
+
+
+class RunLog:
+    """Rank 0's tqdm bar and TensorBoard writer for :meth:`Trainer.fit` (silent elsewhere)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer, t = trainer, trainer.cfg.trainer
+        self.writer = None
+        if trainer.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(trainer.run_dir / "tb"))
+        self.bar = tqdm(total=t.max_steps, initial=trainer.step, dynamic_ncols=True, desc="train",
+                        disable=trainer.rank != 0 or not t.progress)
+        self.start, self.first = time.time(), trainer.step
+
+    def step(self, metrics: dict, write: bool) -> None:
+        """Advance the bar; when ``write``, add the speed to ``metrics`` and write them."""
+        self.bar.update(1)
+        if not write:
+            return
+        tr = self.trainer
+        segments = tr.sampler.batch_per_domain * len(tr.domains) * tr.world
+        audio_s = (tr.step - self.first) * tr.sampler.segment * segments / 16_000
+        metrics["speed/audio_s_per_s"] = audio_s / max(time.time() - self.start, 1e-9)
+        self.bar.set_postfix(recon=f"{metrics['loss/recon']:.3f}",
+                             d_acc=f"{metrics.get('adv/d_acc', float('nan')):.2f}")
+        self.scalars(metrics, tr.step)
+
+    def scalars(self, metrics: dict, step: int) -> None:
+        """Write scalars to TensorBoard (rank 0)."""
+        if self.writer is not None:
+            for key, value in metrics.items():
+                self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        """Close the bar and flush the writer."""
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()

@@ -1,9 +1,10 @@
-"""Streaming (cached) generation state of a WaveNet decoder: one step of every layer at a time.
+"""Streaming (cached) generation state of a WaveNet-style decoder: one step of every layer.
 
 A :class:`Stream` holds a ring of each layer's recent inputs, so a step costs a few matrix
-products per layer instead of a forward pass over the receptive field. Its weights are a
-rewrite of the decoder's (:func:`step_params`) that computes the same logits with fewer,
-cheaper operations per step:
+products per layer instead of a forward pass over the receptive field. It steps the weights a
+decoder hands it as :class:`StepParams`: the decoder owns that rewrite (see
+:meth:`umt.nn.wavenet.Decoder.step_params`), this module knows nothing of the decoder itself.
+The rewrite computes the same logits with fewer, cheaper operations per step:
 
 - ``tanh(f) = 2 sigmoid(2 f) - 1``: the filter half of each conv is scaled by 2, so the gate is
   one sigmoid over both halves and one fused multiply-add. Measured on paper size, batch 128,
@@ -14,18 +15,15 @@ cheaper operations per step:
   constant, which stands for the zeros before the first sample.
 - Each layer's ring has dilation + 1 rows, so the new input never overwrites the delayed one
   still to be read: the step reads and writes ring rows in place, no gather or scatter.
+
+No ``from __future__ import annotations`` here: TorchScript reads :class:`StepArgs`' field types.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from umt.nn.wavenet import Decoder
 
 
 @dataclass
@@ -37,6 +35,7 @@ class StepParams:
         conv_bias: (L, 1, 2G) conv biases with the residual biases folded in, filter half x2.
         scale: (2G,) 2 on the filter half, 1 on the gate half.
         ring_start: (L, R) initial ring value of each layer: minus its folded residual bias.
+        ring_size: Ring rows of each layer: its dilation + 1.
         skip_bias: (S,) sum of the layers' skip biases.
         embed: (classes, R) input embedding.
         head: The output head's ``[w1, b1, w2, b2]``.
@@ -46,75 +45,75 @@ class StepParams:
     conv_bias: torch.Tensor
     scale: torch.Tensor
     ring_start: torch.Tensor
+    ring_size: list[int]
     skip_bias: torch.Tensor
     embed: torch.Tensor
     head: list[torch.Tensor]
 
+    @property
+    def gate(self) -> int:
+        return self.scale.shape[0] // 2
 
-@torch.no_grad()
-def step_params(dec: Decoder) -> StepParams:
-    """Rewrite ``dec``'s weights for streaming; one copy, shared by any number of streams."""
-    G, R = dec.cfg.gate, dec.cfg.residual
-    p = dec.embed.weight
-    scale = torch.ones(2 * G, device=p.device, dtype=p.dtype)
-    scale[:G] = 2
-    c = torch.zeros(R, device=p.device, dtype=p.dtype)  # residual biases summed so far
-    weights, conv_bias, ring_start = [], [], []
-    for layer in dec.layers:
-        w_past, w_now = layer.conv.weight  # (2G, R) each; tap 0 sees t - dilation
-        out_w, out_b = layer.out.weight, layer.out.bias  # (R + S, G): residual rows first
-        weights.append([
-            (w_past.t() * scale).contiguous(), (w_now.t() * scale).contiguous(),
-            -out_w[R:].t().contiguous(), -out_w[:R].t().contiguous(),
-        ])
-        conv_bias.append((layer.conv.bias + (w_past + w_now) @ c) * scale)
-        ring_start.append(-c)
-        c = c + out_b[:R]
-    head = [dec.head1.weight, dec.head1.bias, dec.head2.weight, dec.head2.bias]
-    return StepParams(
-        weights=weights,
-        conv_bias=torch.stack(conv_bias).unsqueeze(1),
-        scale=scale,
-        ring_start=torch.stack(ring_start),
-        skip_bias=sum(layer.out.bias[R:] for layer in dec.layers).detach(),
-        embed=dec.embed.weight.detach(),
-        head=[w.detach() for w in head],
-    )
+    def bytes_per_stream(self, frame: int) -> int:
+        """Bytes one sequence of a stream holds: ring, step buffers, and the per-sample input
+        rows of one conditioning frame of ``frame`` steps."""
+        L, R, S = len(self.weights), self.ring_start.shape[1], self.skip_bias.shape[0]
+        G, classes = self.gate, self.embed.shape[0]
+        per_step = L * 2 * G + 3 * G + 2 * S + 4 * classes
+        return 4 * (sum(self.ring_size) * R + per_step + frame * R)
+
+
+class StepArgs(NamedTuple):
+    """Everything :func:`step_logits` reads besides the previous sample: the one place its
+    argument list exists (a typed container, so the TorchScript loop takes it as is).
+
+    Attributes:
+        slots: The ring's (B, R) rows; layer i owns ``size[i]`` rows from ``offset[i]``, and its
+            input at step t lives in row ``offset[i] + t % size[i]``.
+        offset: First ring row of each layer.
+        size: Ring rows of each layer: its dilation + 1.
+        conds: Per layer (B, 2G), the frame's conditioning with the biases folded in.
+        weights: Per layer ``[w_past, w_now, w_skip, w_res]``, (in, out) matrices.
+        bufs: ``[a, a_filter, a_gate, g, skip, skip_bias, embed]``: the stream's buffers.
+        head: The output head's weights and biases.
+    """
+
+    slots: list[torch.Tensor]
+    offset: list[int]
+    size: list[int]
+    conds: list[torch.Tensor]
+    weights: list[list[torch.Tensor]]
+    bufs: list[torch.Tensor]
+    head: list[torch.Tensor]
 
 
 class Stream:
-    """Buffers of one streaming session of a :class:`~umt.nn.wavenet.Decoder` over ``batch``
-    sequences; one per thread that generates.
+    """Buffers of one streaming session over ``batch`` sequences; one per thread that generates.
 
     Args:
-        dec: The decoder.
+        params: The decoder's :class:`StepParams` (one copy may serve any number of streams).
         batch: Sequences generated in lock-step.
-        params: :func:`step_params` of ``dec``, to share one copy among streams.
     """
 
-    def __init__(self, dec: Decoder, batch: int, params: StepParams | None = None) -> None:
-        p = params or step_params(dec)
+    def __init__(self, params: StepParams, batch: int) -> None:
+        p = params
         kw = {"device": p.embed.device, "dtype": p.embed.dtype}
-        G, L = dec.cfg.gate, len(dec.layers)
+        G, L, R = p.gate, len(p.weights), p.ring_start.shape[1]
         self.params = p
-        self.size = [layer.dilation + 1 for layer in dec.layers]
-        self.offset = [sum(self.size[:i]) for i in range(L)]
-        self.ring = torch.empty(sum(self.size), batch, dec.cfg.residual, **kw)
+        size = list(p.ring_size)
+        offset = [sum(size[:i]) for i in range(L)]
+        self.ring = torch.empty(sum(size), batch, R, **kw)
         for i in range(L):
-            self.ring[self.offset[i] : self.offset[i] + self.size[i]] = p.ring_start[i]
-        self.slots = list(self.ring.unbind(0))
+            self.ring[offset[i] : offset[i] + size[i]] = p.ring_start[i]
         self.cond = torch.empty(L, batch, 2 * G, **kw)
-        self.conds = list(self.cond.unbind(0))
         self.a = torch.empty(batch, 2 * G, **kw)
-        self.g = torch.empty(batch, G, **kw)
-        self.skip = torch.empty(batch, dec.cfg.skip, **kw)
-        # The argument lists of step_logits, made once: at small batch, Python's cost of
-        # slicing per step would dominate.
-        self.bufs = [self.a, self.a[:, :G], self.a[:, G:], self.g, self.skip, p.skip_bias,
-                     p.embed]
-        # step_logits' arguments after (prev, t), in its order: the one place that lists them.
-        self.args = (self.slots, self.offset, self.size, self.conds, p.weights, self.bufs,
-                     p.head)
+        g = torch.empty(batch, G, **kw)
+        self.skip = torch.empty(batch, p.skip_bias.shape[0], **kw)
+        # Made once: at small batch, Python's cost of slicing per step would dominate.
+        bufs = [self.a, self.a[:, :G], self.a[:, G:], g, self.skip, p.skip_bias, p.embed]
+        self.args = StepArgs(list(self.ring.unbind(0)), offset, size, list(self.cond.unbind(0)),
+                             p.weights, bufs, p.head)
+        self.inject: list[torch.Tensor] = []  # [] or [(S, B, R)]: per-sample input rows
         self.has_cond, self.t = False, 0
 
     @property
@@ -127,69 +126,69 @@ class Stream:
             raise RuntimeError("a streaming step needs a conditioning frame (set_condition)")
 
     @torch.no_grad()
-    def set_condition(self, cond: torch.Tensor) -> None:
-        """Condition the next steps on one latent frame: cond (B, layers, 2 * gate)."""
+    def set_condition(self, cond: torch.Tensor, inject: torch.Tensor | None = None) -> None:
+        """Condition the next steps on one conditioning frame.
+
+        Args:
+            cond: (B, layers, 2 * gate) per-layer conditioning of the frame.
+            inject: (S, B, R) per-sample input rows added to the input of the frame's next S
+                steps (row s at its step s), or None where the decoder has no per-sample input.
+        """
         # (L, B, 2G) with the biases folded in: once per frame, not once per step.
         torch.addcmul(self.params.conv_bias, cond.transpose(0, 1), self.params.scale,
                       out=self.cond)
+        self.inject = [] if inject is None else [inject]
         self.has_cond = True
 
     @torch.no_grad()
-    def step(self, prev: torch.Tensor) -> torch.Tensor:
-        """Logits for the next sample, after :meth:`set_condition`: prev (B,) -> (B, classes)."""
+    def step(self, prev: torch.Tensor, row: int = 0) -> torch.Tensor:
+        """Logits for the next sample, after :meth:`set_condition`: prev (B,) -> (B, classes).
+
+        ``row`` is the step's index in the frame's per-sample input rows."""
         self.require_condition()
-        logits = step_logits(prev, self.t, *self.args)
+        extra = self.inject[0][row] if self.inject else None
+        logits = step_logits(prev, self.t, self.args, extra)
         self.t += 1
         return logits
 
 
 def step_logits(
-    prev: torch.Tensor,
-    t: int,
-    slots: list[torch.Tensor],
-    offset: list[int],
-    size: list[int],
-    conds: list[torch.Tensor],
-    weights: list[list[torch.Tensor]],
-    bufs: list[torch.Tensor],
-    head: list[torch.Tensor],
+    prev: torch.Tensor, t: int, a: StepArgs, extra: Optional[torch.Tensor]  # noqa: UP045 - TorchScript
 ) -> torch.Tensor:
     """One streaming step of every layer, in a :class:`Stream`'s preallocated buffers.
 
     Written for TorchScript as well as eager mode: :mod:`umt.fastpath` loops it in a script.
-    The weights are :func:`step_params`' rewrite of the layers: the gate is one sigmoid over
-    both halves and one fused multiply-add, and no bias is added per step.
+    The weights are a decoder's :class:`StepParams`: the gate is one sigmoid over both halves
+    and one fused multiply-add, and no bias is added per step.
 
     Args:
         prev: (B,) int64 class of the previous sample.
         t: Steps already taken by this stream.
-        slots: :attr:`Stream.slots`, the ring's (B, R) rows; layer i owns ``size[i]`` rows
-            from ``offset[i]``, and its input at step t lives in row ``offset[i] + t % size[i]``.
-        offset: First ring row of each layer.
-        size: Ring rows of each layer: its dilation + 1.
-        conds: Per layer (B, 2G), the frame's conditioning with the biases folded in.
-        weights: Per layer ``[w_past, w_now, w_skip, w_res]``, (in, out) matrices.
-        bufs: ``[a, a_filter, a_gate, g, skip, skip_bias, embed]`` of the :class:`Stream`.
-        head: The output head's weights and biases.
+        a: The stream's :class:`StepArgs`.
+        extra: (B, R) this step's per-sample input, added to the embedded previous sample; None
+            where the decoder has none.
 
     Returns:
         (B, classes) logits of the next sample.
     """
-    a, a_filter, a_gate, g, skip, skip_bias, embed = bufs
-    torch.index_select(embed, 0, prev, out=slots[offset[0] + t % size[0]])
+    slots, offset, size, conds = a.slots, a.offset, a.size, a.conds
+    act, a_filter, a_gate, g, skip, skip_bias, embed = a.bufs
+    first = slots[offset[0] + t % size[0]]
+    torch.index_select(embed, 0, prev, out=first)
+    if extra is not None:
+        first.add_(extra)
     skip.copy_(skip_bias)
-    last = len(weights) - 1
-    for i, w in enumerate(weights):
+    last = len(a.weights) - 1
+    for i, w in enumerate(a.weights):
         w_past, w_now, w_skip, w_res = w
         x = slots[offset[i] + t % size[i]]  # (B, R) input at t
         past = slots[offset[i] + (t + 1) % size[i]]  # input at t - dilation: the oldest row
-        torch.addmm(conds[i], past, w_past, out=a)  # (B, 2G)
-        a.addmm_(x, w_now)
-        a.sigmoid_()
+        torch.addmm(conds[i], past, w_past, out=act)  # (B, 2G)
+        act.addmm_(x, w_now)
+        act.sigmoid_()
         torch.addcmul(a_gate, a_filter, a_gate, value=-2.0, out=g)  # -tanh(f) * sigmoid(s)
         skip.addmm_(g, w_skip)
         if i < last:  # the last layer's residual output is never read
             torch.addmm(x, g, w_res, out=slots[offset[i + 1] + t % size[i + 1]])
-    return F.linear(F.relu(F.linear(F.relu(skip), head[0], head[1])), head[2], head[3])
-
-
+    h = F.linear(F.relu(F.linear(F.relu(skip), a.head[0], a.head[1])), a.head[2], a.head[3])
+    return h

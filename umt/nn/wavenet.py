@@ -1,4 +1,4 @@
-"""WaveNet encoder and causal WaveNet decoder with a streaming (cached) generation mode.
+"""WaveNet encoder and causal WaveNet decoder, with the decoder's streaming contract.
 
 Inside both networks activations are time-major, (T, B, C): every convolution tap is then one
 matrix product over a contiguous slice (no padding copies), which on CPUs beats PyTorch's dilated
@@ -9,8 +9,6 @@ contiguous axis.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +17,8 @@ from torch.utils.checkpoint import checkpoint
 
 from umt.audio import MU
 from umt.config import DecoderConfig, EncoderConfig
-from umt.nn.stream import Stream
+from umt.nn.condition import Conditioner, Inputs, InputSpec
+from umt.nn.stream import StepParams, Stream
 
 SILENCE = (MU + 1) // 2  # mu-law class of a zero sample; the decoder's "previous sample" at t=0
 
@@ -133,7 +132,7 @@ class _DecoderLayer(nn.Module):
         self.out = nn.Linear(cfg.gate, cfg.residual + cfg.skip)
 
     def forward(self, h: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h: (F*P, B, R); cond: (F, B, 2G), this layer's conditioning, one row per frame."""
+        """h: (F*P, B, R); cond: (F, B, 2G), this layer's conditioning, one row per frame of P."""
         T, B, _ = h.shape
         frames = cond.shape[0]
         a = self.conv(h)  # (T, B, 2G)
@@ -147,76 +146,70 @@ class _DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Causal WaveNet over mu-law classes, conditioned on the encoder's latent.
+    """Causal WaveNet over mu-law classes, conditioned on named inputs (:mod:`umt.nn.condition`).
 
-    The logits at sample t depend on classes ``q[t - receptive_field .. t - 1]`` and on the latent
-    frame that covers t. Generation uses :meth:`streaming` and :meth:`step` (see
-    :mod:`umt.nn.stream`, which steps a rewrite of these weights that gives the same logits).
+    The logits at sample t depend on classes ``q[t - receptive_field .. t - 1]``, on the
+    conditioning frame that covers t and on per-sample inputs up to t. Generation streams a
+    rewrite of these weights (:meth:`step_params`, :meth:`new_stream`) that gives the same logits.
 
     Args:
         cfg: Decoder sizes.
-        latent_dim: Channels of the latent ``z``.
-        pool: Samples per latent frame.
+        inputs: The conditioning inputs (:func:`umt.nn.condition.resolve_inputs`).
     """
 
-    def __init__(self, cfg: DecoderConfig, latent_dim: int, pool: int) -> None:
+    def __init__(self, cfg: DecoderConfig, inputs: list[InputSpec]) -> None:
         super().__init__()
         if cfg.kernel != 2:
             raise ValueError("the decoder's streaming cache assumes kernel 2")
-        self.cfg, self.pool = cfg, pool
+        self.cfg = cfg
         self.embed = nn.Embedding(cfg.classes, cfg.residual)
         self.layers = nn.ModuleList(
             _DecoderLayer(cfg, 2**i) for _ in range(cfg.blocks) for i in range(cfg.layers)
         )
-        # Conditioning for every layer in one projection, evaluated at the latent rate.
-        self.cond = nn.Linear(latent_dim, 2 * cfg.gate * len(self.layers))
+        # Conditioning for every layer, projected once per conditioning frame.
+        self.condition = Conditioner(inputs, len(self.layers), 2 * cfg.gate, cfg.residual)
         self.head1 = nn.Linear(cfg.skip, cfg.skip)
         self.head2 = nn.Linear(cfg.skip, cfg.classes)
         self.activation_checkpointing = False
-        self._state: Stream | None = None
-        self._t = 0
+        self._register_load_state_dict_pre_hook(_rename_latent_projection)
+
+    @property
+    def frame(self) -> int:
+        """Samples per conditioning frame: generation switches conditioning every ``frame``."""
+        return self.condition.frame
 
     @property
     def receptive_field(self) -> int:
         """Number of past samples that one output sees: (kernel - 1) * sum(dilations) + 1."""
         return (self.cfg.kernel - 1) * sum(layer.dilation for layer in self.layers) + 1
 
-    def project_condition(self, z: torch.Tensor) -> torch.Tensor:
-        """Project the latent for every layer, once per frame.
-
-        Args:
-            z: (B, latent_dim, F).
-
-        Returns:
-            (F, B, layers, 2 * gate).
-        """
-        c = self.cond(z.permute(2, 0, 1))
-        return c.view(c.shape[0], c.shape[1], len(self.layers), -1)
-
-    def forward(self, q: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits: position t predicts ``q[t]`` from ``q[:t]`` and ``z``.
+    def forward(self, q: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        """Teacher-forced logits: position t predicts ``q[t]`` from ``q[:t]`` and the inputs.
 
         Args:
             q: (B, T) int64 mu-law classes of the target signal.
-            z: (B, latent_dim, F) latent with F >= ceil(T / pool).
+            inputs: {name: (B, C, F)} conditioning inputs, each covering the T samples.
 
         Returns:
             (T, B, classes) logits, time-major (``.transpose(0, 1)`` for batch-major).
         """
         prev = F.pad(q, (1, 0), value=SILENCE)[:, :-1]
-        return self.forward_embedded(self.embed(prev.t()), z)
+        return self.forward_embedded(self.embed(prev.t()), inputs)
 
-    def loss(self, q: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of the teacher-forced prediction of q (B, T) given z (B, D, F)."""
-        logits = self(q, z)
+    def loss(self, q: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        """Mean cross-entropy of the teacher-forced prediction of q (B, T) given the inputs."""
+        logits = self(q, inputs)
         return F.cross_entropy(logits.flatten(0, 1).float(), q.t().flatten())
 
-    def forward_embedded(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward_embedded(self, h: torch.Tensor, inputs: Inputs) -> torch.Tensor:
         """Logits from embedded, already shifted inputs: h (T, B, R) -> (T, B, classes)."""
-        T = h.shape[0]
-        frames = -(-T // self.pool)
-        h = F.pad(h, (0, 0, 0, 0, 0, frames * self.pool - T))  # causal: right padding is harmless
-        cond = self.project_condition(z[..., :frames])
+        T, P = h.shape[0], self.frame
+        extra = self.condition.samples(inputs, T)
+        if extra is not None:
+            h = h + extra
+        frames = -(-T // P)
+        h = F.pad(h, (0, 0, 0, 0, 0, frames * P - T))  # causal: right padding is harmless
+        cond = self.condition.frames(inputs, frames)  # (F, B, L, 2G)
         skip = 0
         for i, layer in enumerate(self.layers):
             if self.activation_checkpointing and self.training:
@@ -226,47 +219,75 @@ class Decoder(nn.Module):
             skip = skip + s
         return self.head2(F.relu(self.head1(F.relu(skip[:T]))))
 
-    @contextmanager
-    def streaming(self, batch: int) -> Iterator[None]:
-        """Generation mode: buffers for ``batch`` sequences (:class:`Stream`), reset on entry.
-
-        The buffers live on the module, so one thread at a time; threads that generate at once
-        each make their own :class:`Stream` (what :mod:`umt.generate` does).
-        """
-        self._state = Stream(self, batch)
-        try:
-            yield
-        finally:
-            self._state = None
-
-    @property
-    def stream(self) -> Stream:
-        """The buffers of the active :meth:`streaming` session."""
-        if self._state is None:
-            raise RuntimeError("Decoder.step must run inside `with decoder.streaming(batch):`")
-        return self._state
+    # The streaming contract: what a step needs, its rings, its memory.
 
     @torch.no_grad()
-    def set_condition(self, cond: torch.Tensor) -> None:
-        """Condition the next steps on one latent frame, inside :meth:`streaming`.
+    def step_params(self) -> StepParams:
+        """These weights rewritten for streaming (:mod:`umt.nn.stream`); one copy serves any
+        number of streams."""
+        G, R = self.cfg.gate, self.cfg.residual
+        p = self.embed.weight
+        scale = torch.ones(2 * G, device=p.device, dtype=p.dtype)
+        scale[:G] = 2
+        c = torch.zeros(R, device=p.device, dtype=p.dtype)  # residual biases summed so far
+        weights, conv_bias, ring_start = [], [], []
+        for layer in self.layers:
+            w_past, w_now = layer.conv.weight  # (2G, R) each; tap 0 sees t - dilation
+            out_w, out_b = layer.out.weight, layer.out.bias  # (R + S, G): residual rows first
+            weights.append([
+                (w_past.t() * scale).contiguous(), (w_now.t() * scale).contiguous(),
+                -out_w[R:].t().contiguous(), -out_w[:R].t().contiguous(),
+            ])
+            conv_bias.append((layer.conv.bias + (w_past + w_now) @ c) * scale)
+            ring_start.append(-c)
+            c = c + out_b[:R]
+        head = [self.head1.weight, self.head1.bias, self.head2.weight, self.head2.bias]
+        return StepParams(
+            weights=weights,
+            conv_bias=torch.stack(conv_bias).unsqueeze(1),
+            scale=scale,
+            ring_start=torch.stack(ring_start),
+            ring_size=self.ring_sizes(),
+            skip_bias=sum(layer.out.bias[R:] for layer in self.layers).detach(),
+            embed=self.embed.weight.detach(),
+            head=[w.detach() for w in head],
+        )
 
-        Args:
-            cond: (B, layers, 2 * gate), one frame of :meth:`project_condition`.
-        """
-        self.stream.set_condition(cond)
+    def ring_sizes(self) -> list[int]:
+        """Rows of each layer's streaming ring: its dilation + 1 (kernel 2)."""
+        return [layer.dilation + 1 for layer in self.layers]
+
+    def bytes_per_stream(self, steps: int) -> int:
+        """Memory one sequence of a generation batch needs while generating ``steps`` samples:
+        rings, step buffers, per-sample inputs, sampled classes (int64) and uniforms."""
+        L, R, S, G = len(self.layers), self.cfg.residual, self.cfg.skip, self.cfg.gate
+        per_step = L * 2 * G + 3 * G + 2 * S + 4 * self.cfg.classes
+        return 4 * (sum(self.ring_sizes()) * R + per_step + self.frame * R) + 12 * steps
+
+    def new_stream(self, batch: int, params: StepParams | None = None) -> Stream:
+        """Streaming buffers for ``batch`` sequences (one per thread that generates)."""
+        return Stream(params or self.step_params(), batch)
 
     @torch.no_grad()
-    def step(self, prev: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits for the next sample, inside :meth:`streaming`.
+    def frame_condition(self, frame: Inputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One conditioning frame for a stream's :meth:`~umt.nn.stream.Stream.set_condition`.
 
         Args:
-            prev: (B,) int64 class of the previous sample (``SILENCE`` at the first step).
-            cond: (B, layers, 2 * gate), the current frame of :meth:`project_condition`; None
-                keeps the frame of the last :meth:`set_condition` (the fast way: once per frame).
+            frame: {name: (B, C, n)}: one frame of each per-frame input (n = 1) and the frame's
+                :attr:`frame` samples of each per-sample input (n = frame).
 
         Returns:
-            (B, classes) logits.
+            (B, layers, 2G) per-layer conditioning and (frame, B, R) per-sample rows or None.
         """
-        if cond is not None:
-            self.set_condition(cond)
-        return self.stream.step(prev)
+        cond = self.condition.frames(
+            {k: v[..., :1] for k, v in frame.items() if k in self.condition.per_frame}, 1)[0]
+        return cond, self.condition.samples(frame, self.frame)
+
+
+def _rename_latent_projection(state: dict, prefix: str, *args) -> None:
+    """Exports before 2026-12-01 named the latent's projection ``cond``: load it as the
+    conditioner's projection of ``z``."""
+    for part in ("weight", "bias"):
+        old = f"{prefix}cond.{part}"
+        if old in state:
+            state[f"{prefix}condition.per_frame.z.{part}"] = state.pop(old)
