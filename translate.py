@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chunks per batch, shared by short files (default: from memory)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU worker threads sharing each batch of chunks (default: torch's)")
+    p.add_argument("--pitch", choices=["head", "tracker"], default="head",
+                   help="notes for a frame decoder: the model's note head (default) or a pitch "
+                        "tracker (torchcrepe; one line at a time)")
     p.add_argument("--eager", action="store_true",
                    help="skip the TorchScript generation loop (same output, slower)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -138,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         if args.threads > 0:
             torch.set_num_threads(args.threads)
         translator = Translator.load(model, device, domains=targets, batch=args.batch,
-                                     chunk_seconds=args.chunk_seconds, fast=not args.eager)
+                                     chunk_seconds=args.chunk_seconds, fast=not args.eager,
+                                     pitch=args.pitch)
         written, failed = translate_all(translator, work.todo, args)
     skipped = f", {len(work.translations)} translations skipped" if work.translations else ""
     print(f"{written} written, {work.done} inputs already done, "

@@ -36,5 +36,5 @@ def _square_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: floa
 def markdown_table(rows: list[dict], cols: list[str], fmt=str) -> str:
     """``rows`` as a Markdown table of columns ``cols``, each cell written by ``fmt``."""
     lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
-    lines += [" | ".join(fmt(r[c]) for c in cols) for r in rows]
+    lines += [" | ".join(fmt(r[c]) if c in r else "-" for c in cols) for r in rows]
     return "\n".join(f"| {line} |" for line in lines)

@@ -118,8 +118,50 @@ def naive_rates(dec: Decoder, samples: int, device: torch.device) -> list[float]
     return rates
 
 
+def frame_rates(dec: torch.nn.Module, batch: int, seconds: float, device: torch.device,
+                repeats: int) -> list[float]:
+    """Samples/s of a frame decoder's generation (controls + synth), ``batch`` sequences of
+    ``seconds`` each, conditioned on random latents and a held note per voice."""
+    frames = int(seconds * SAMPLE_RATE) // dec.frame
+    inputs = {}
+    for spec in dec.condition.specs:
+        n = -(-frames * dec.frame // spec.hop)
+        inputs[spec.name] = torch.rand(batch, spec.channels, n, device=device) * (
+            spec.name != dec.notes)
+    inputs[dec.notes][:, 40:44] = 1  # four keys held: every voice sounds
+    rates = []
+    with torch.inference_mode():
+        dec.generate(inputs, 10)  # warm-up
+        for _ in range(repeats):
+            sync(device)
+            t0 = time.perf_counter()
+            dec.generate(inputs, frames)
+            sync(device)
+            rates.append(batch * frames * dec.frame / (time.perf_counter() - t0))
+    return rates
+
+
+def bench_frame(name: str, cfg: ModelConfig, device: torch.device,
+                args: argparse.Namespace) -> list[dict]:
+    """Rows of a frame decoder: batch 1 and a batch of 16, 10 s each (3 s with --quick)."""
+    dec = build_decoder(cfg).eval().to(device)
+    seconds, reps = (3.0, 2) if args.quick else (10.0, 5)
+    rows = []
+    for mode, batch in (("frame", 1), ("frame-batched", 16)):
+        rates = frame_rates(dec, batch, seconds, device, reps)
+        rate = statistics.median(rates)
+        rows.append({"config": name, "device": device_name(device), "mode": mode,
+                     "batch": batch, "samples_per_s": float(f"{rate:.4g}"),
+                     "samples_per_s_best": float(f"{max(rates):.4g}"),
+                     "realtime_factor": float(f"{rate / SAMPLE_RATE:.3g}"),
+                     "windows": len(rates)})
+    return rows
+
+
 def bench_config(name: str, device: torch.device, args: argparse.Namespace) -> list[dict]:
     cfg = to_dataclass(ModelConfig, yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()))
+    if cfg.decoder.kind == "frame":
+        return bench_frame(name, cfg, device, args)
     torch.manual_seed(0)
     dec = build_decoder(cfg).eval().to(device)
     cfg.condition = [*cfg.condition, InputConfig(name="src", feature="source", hop=1)]
@@ -175,7 +217,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", nargs="+", default=["tiny", "small", "paper", "release"])
+    p.add_argument("--configs", nargs="+", default=["tiny", "small", "paper", "release", "frame"])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=None, help="chunk batch (default: from memory)")
     p.add_argument("--quick", action="store_true", help="fewer timed steps")
@@ -186,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = []
     for name in args.configs:
-        rows += bench_config(name, device, args)
+        new = bench_config(name, device, args)
+        rows += new
         if args.json:
-            for r in rows[-len(MODES):]:
+            for r in new:
                 print(json.dumps({**r, "peak_gflops_bf16": round(peak_bf16, 1),
                                   "load_avg": load}), flush=True)
     if not args.json:

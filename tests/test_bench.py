@@ -18,9 +18,13 @@ def _json_rows(*argv: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_generate_benchmark_rows():
-    rows = _json_rows("bench/generate.py", "--configs", "tiny", "--quick")
-    assert [r["mode"] for r in rows] == ["naive", "cached", "cached+script", "chunk-batched",
-                                         "chunk-batched+script"]
+    rows = _json_rows("bench/generate.py", "--configs", "tiny", "frame", "--quick")
+    frame, rows = rows[-2:], rows[:-2]
+    assert [r["mode"] for r in rows] == ["naive", "cached", "cached+script",
+                                         "cached+script+sample", "chunk-batched",
+                                         "chunk-batched+script", "chunk-batched+script+sample"]
+    assert [(r["mode"], r["batch"]) for r in frame] == [("frame", 1), ("frame-batched", 16)]
+    assert all(r["samples_per_s"] > 0 for r in frame)
     for r in rows:
         assert {"config", "device", "batch", "samples_per_s", "realtime_factor", "gflops",
                 "peak_gflops", "peak_gflops_bf16"} <= r.keys()

@@ -66,6 +66,7 @@ def export_state(model: UniversalTranslator) -> dict:
         "domains": model.domains,
         "encoder": model.encoder.state_dict(),
         "decoders": {name: dec.state_dict() for name, dec in model.decoders.items()},
+        "note_head": None if model.note_head is None else model.note_head.state_dict(),
     }
 
 
@@ -94,6 +95,10 @@ def load_export(path: str | Path, domains: list[str] | None = None) -> Universal
     check_instruments(wanted, have)
     model = UniversalTranslator(to_dataclass(ModelConfig, obj["config"]), wanted)
     model.encoder.load_state_dict(obj["encoder"])
+    if model.note_head is not None:
+        if not obj.get("note_head"):
+            raise UmtError(f"{path} lacks the note head its config asks for")
+        model.note_head.load_state_dict(obj["note_head"])
     for name in wanted:
         model.decoders[name].load_state_dict(obj["decoders"][name])
     return model.eval()

@@ -39,6 +39,27 @@ class DecoderConfig:
 
 
 @dataclass
+class FrameDecoderConfig:
+    """The ``frame`` decoder kind (:mod:`umt.nn.frame`): a GRU over frames drives one harmonic
+    bank per sounding note plus filtered noise (:mod:`umt.nn.synth`)."""
+
+    hop: int = 160  # samples per frame: 100 frames/s
+    hidden: int = 192
+    voices: int = 4  # notes sounding at once, each its own harmonic bank
+    harmonics: int = 40
+    noise_bands: int = 33
+
+
+@dataclass
+class NoteHeadConfig:
+    """The note head on the shared encoder: 88-key activity and onsets per frame."""
+
+    enabled: bool = False
+    hop: int = 160
+    weight: float = 1.0  # of its BCE loss beside the reconstruction
+
+
+@dataclass
 class InputConfig:
     """One named conditioning input of the decoders (:mod:`umt.nn.condition`).
 
@@ -71,6 +92,8 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    frame: FrameDecoderConfig = field(default_factory=FrameDecoderConfig)
+    notes: NoteHeadConfig = field(default_factory=NoteHeadConfig)
     # The decoders' conditioning inputs; the paper's: the latent alone.
     condition: list[InputConfig] = field(default_factory=lambda: [InputConfig()])
 
@@ -88,6 +111,9 @@ class DataConfig:
     silence_db: float = -50.0  # segments quieter than this are redrawn
     augment: bool = True
     shift_semitones: float = 0.5
+    # Share of training segments whose decoder target is another instrument's render of the
+    # same notes (a data.synth build); 0 = plain reconstruction.
+    paired: float = 0.0
 
 
 @dataclass

@@ -188,6 +188,20 @@ def open_cache(cache: str | Path, split: str) -> dict[str, DomainAudio]:
     return out
 
 
+def cached_paths(cache: str | Path, split: str) -> dict[str, list[str]]:
+    """Source path of every file :func:`open_cache` maps, per domain, in the order of its spans.
+
+    Maps cached files back to the files (and so the pieces) they came from; the split falls back
+    to ``train`` exactly as in :func:`open_cache`, so index ``i`` here is span ``i`` there.
+    """
+    manifest = json.loads((Path(cache) / "manifest.json").read_text())
+    out = {}
+    for name, entry in manifest["domains"].items():
+        use = split if entry[split]["files"] else "train"
+        out[name] = [f["path"] for f in entry[use]["files"]]
+    return out
+
+
 class SegmentSampler:
     """Draws balanced batches: ``batch_per_domain`` segments from every domain, every call.
 

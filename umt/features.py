@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 LATENT = "latent"  # the encoder's output: made by the model, not by an extractor here
+NOTES = "notes"  # 88-key activity and onsets: the note head's, the labels' or a tracker's
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ memory), then each target decoder samples the whole output as one batch of chunk
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from umt.checkpoint import check_instruments, load_export
 from umt.errors import UmtError
 from umt.generate import ChunkPlan, Progress, generate_many, max_batch, plan_chunks
 from umt.model import UniversalTranslator
+from umt.nn.decoders import frame_level
 
 SILENT_PEAK = 1e-4  # -80 dBFS: quieter than 16-bit dither, nothing to translate
 ENCODER_WINDOW_FRAMES = 400  # 20 s of audio per encoder pass
@@ -26,6 +28,12 @@ ENCODER_WINDOW_FRAMES = 400  # 20 s of audio per encoder pass
 # warm-up of field + fade would add 0.31 s of generation to every chunk at paper size (field 4093
 # samples) and 4.1 s at release size (65533).
 MAX_AUTO_WARMUP = 3200
+FRAME_CHUNK_SECONDS = 10.0  # a frame decoder's chunk: its synth holds ~V*K floats a sample
+
+
+def spec_hop(decoder: torch.nn.Module, name: str) -> int:
+    """Samples per frame of the decoder's input ``name``."""
+    return decoder.condition.spec(name).hop
 
 
 def check_audio(wav: np.ndarray, name: str = "input") -> np.ndarray:
@@ -85,6 +93,8 @@ class Translator:
             chunks make a bigger batch of a short input, which runs faster per sample
             (docs/translate.md has the measurements).
         fast: Generate in the TorchScript loop (:mod:`umt.fastpath`); False forces eager mode.
+        pitch: Where a decoder that reads notes gets them: ``head`` (the note head on the
+            encoder) or ``tracker`` (torchcrepe's f0, one line: :mod:`umt.tracker`).
     """
 
     def __init__(
@@ -98,6 +108,7 @@ class Translator:
         batch: int | None = None,
         min_chunk_seconds: float = 0.25,
         fast: bool = True,
+        pitch: str = "head",
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -106,6 +117,9 @@ class Translator:
         self.fade = int(fade_seconds * SAMPLE_RATE)
         self.min_chunk = int(min_chunk_seconds * SAMPLE_RATE)
         self.fast = fast
+        if pitch not in ("head", "tracker"):
+            raise UmtError(f"pitch must be head or tracker, not {pitch!r}")
+        self.pitch = pitch
 
     @classmethod
     def load(
@@ -152,7 +166,13 @@ class Translator:
                 a, b = max(0, f0 * pool - margin), min(T, f1 * pool + margin)
                 z = self.model.encode(x[a:b].unsqueeze(0))  # (1, D, frames of the window)
                 parts.append(z[..., f0 - a // pool : f1 - a // pool])
-            inputs = self.model.condition(x.unsqueeze(0), torch.cat(parts, -1))
+            notes = None
+            if self.pitch == "tracker" and self.model.note_head is not None:
+                from umt.tracker import tracked_notes
+
+                frames = -(-T // self.model.cfg.notes.hop)
+                notes = tracked_notes(x.cpu().numpy(), frames, str(self.device)).to(x.device)
+            inputs = self.model.condition(x.unsqueeze(0), torch.cat(parts, -1), notes)
         return Latent(inputs, T)
 
     def decode(
@@ -190,10 +210,37 @@ class Translator:
             (T16_k,) float32 audio at 16 kHz on the CPU, one per latent.
         """
         check_instruments([to], self.domains)
+        decoder = self.model.decoders[to]
+        if frame_level(decoder):
+            return [self._decode_frames(decoder, lat, seed, progress) for lat in latents]
         plans = [self.plan(to, latent.length) for latent in latents]
         return generate_many(self.model.decoders[to], [latent.inputs for latent in latents],
                              [plan.chunks for plan in plans], seed=seed, temperature=temperature,
                              batch=plans[0].batch, progress=progress, fast=self.fast)
+
+    def _decode_frames(self, decoder: torch.nn.Module, latent: Latent, seed: int | None,
+                       progress: Progress | None) -> torch.Tensor:
+        """A frame decoder's output, rendered in consecutive chunks with its state carried
+        (the same audio as one call; memory bounded by the chunk)."""
+        hop = decoder.frame
+        frames = -(-latent.length // hop)
+        chunk = FRAME_CHUNK_SECONDS if self.chunk_seconds is None else self.chunk_seconds
+        # Chunks start on a frame of every input (the latent's 800 samples are 5 frames).
+        unit = math.lcm(*(spec.hop for spec in decoder.condition.specs)) // hop
+        step = max(unit, int(min(chunk, 3600) * SAMPLE_RATE) // hop // unit * unit)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
+        state, parts = None, []
+        with torch.inference_mode():
+            for f0 in range(0, frames, step):
+                n = min(step, frames - f0)
+                window = {k: v[..., f0 * hop // spec_hop(decoder, k):]
+                          for k, v in latent.inputs.items()}
+                audio, state = decoder.generate(window, n, state, generator=gen)
+                parts.append(audio[0].float().cpu())
+                if progress is not None:
+                    progress(f0 + n, frames)
+        return torch.cat(parts)[: latent.length]
 
     def plan(self, to: str, length: int) -> GenerationPlan:
         """How instrument ``to``'s decoder generates ``length`` samples: the chunks, and the

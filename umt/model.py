@@ -7,9 +7,10 @@ from torch import nn
 
 from umt.audio import MU, mu_law_decode, mu_law_encode
 from umt.config import ModelConfig
-from umt.features import LATENT
+from umt.features import LATENT, NOTES
 from umt.nn.condition import Inputs, extract, resolve_inputs
 from umt.nn.decoders import build_decoder
+from umt.nn.notes import NoteHead
 from umt.nn.wavenet import Encoder
 
 
@@ -28,6 +29,9 @@ class UniversalTranslator(nn.Module):
         self.cfg = cfg
         self.inputs = resolve_inputs(cfg)
         self.encoder = Encoder(cfg.encoder)
+        # The note head rides on the shared encoder when enabled, or when a decoder reads notes.
+        wants_notes = cfg.notes.enabled or any(s.feature == NOTES for s in self.inputs)
+        self.note_head = NoteHead(cfg.encoder.channels, cfg.notes.hop) if wants_notes else None
         self.decoders = nn.ModuleDict({name: self.new_decoder() for name in domains})
 
     @property
@@ -38,13 +42,25 @@ class UniversalTranslator(nn.Module):
         """A freshly initialised decoder of this model's kind and sizes."""
         return build_decoder(self.cfg)
 
-    def condition(self, x: torch.Tensor, z: torch.Tensor | None = None) -> Inputs:
-        """The decoders' named inputs for source audio x (B, T): the latent (``z`` when given,
-        e.g. of an augmented copy, else the encoding of x) and every feature, {name: (B, C, F)}."""
+    def condition(self, x: torch.Tensor, z: torch.Tensor | None = None,
+                  notes: torch.Tensor | None = None) -> Inputs:
+        """The decoders' named inputs for source audio x (B, T), {name: (B, C, F)}.
+
+        Args:
+            x: (B, T) source audio.
+            z: Its latent, when already computed (e.g. of an augmented copy).
+            notes: (B, 176, F) note activity and onsets (labels, or a tracker's), else the
+                note head's probabilities.
+        """
         inputs = extract(self.inputs, x)
-        for spec in self.inputs:
-            if spec.feature == LATENT:
-                inputs[spec.name] = self.encode(x) if z is None else z
+        names = {s.feature: s.name for s in self.inputs}
+        if (LATENT in names and z is None) or (NOTES in names and notes is None):
+            z, logits = self.encode_notes(x)
+            notes = torch.sigmoid(logits) if notes is None and logits is not None else notes
+        if LATENT in names:
+            inputs[names[LATENT]] = z
+        if NOTES in names:
+            inputs[names[NOTES]] = notes
         return inputs
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,8 +72,23 @@ class UniversalTranslator(nn.Module):
         Returns:
             (B, latent_dim, ceil(T / pool)).
         """
+        return self.encode_notes(x, notes=False)[0]
+
+    def encode_notes(self, x: torch.Tensor,
+                     notes: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Latent and note logits of a waveform, the encoder's trunk run once.
+
+        Args:
+            x: (B, T) float audio in [-1, 1].
+            notes: Whether to run the note head (when the model has one).
+
+        Returns:
+            z (B, latent_dim, ceil(T / pool)) and logits (B, 176, ceil(T / hop)) or None.
+        """
         companded = 2 * mu_law_encode(x).float() / MU - 1
-        return self.encoder(companded.unsqueeze(1))
+        h = self.encoder.trunk(companded.unsqueeze(1))
+        logits = self.note_head(h) if notes and self.note_head is not None else None
+        return self.encoder.latent(h), logits
 
     @staticmethod
     def quantize(x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
@@ -27,40 +26,17 @@ from umt.data import SegmentSampler, build_cache, open_cache
 from umt.errors import UmtError
 from umt.model import UniversalTranslator
 from umt.nn.classifier import DomainClassifier
+from umt.objective import Batch, GeneratorLoss, needs_labels, paired_samplers
 
 log = logging.getLogger(__name__)
 
 
-class GeneratorLoss(nn.Module):
-    """Encoder + decoders as one module (so DDP syncs them): per-domain reconstruction losses.
-
-    Args:
-        model: The translator.
-        domains: Domains in batch order; each owns ``batch_per_domain`` consecutive rows.
-    """
-
-    def __init__(self, model: UniversalTranslator, domains: list[str]) -> None:
-        super().__init__()
-        self.model, self.domains = model, domains
-
-    def forward(self, x: torch.Tensor, x_aug: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x, x_aug: (K * B, T) clean target and augmented input -> recon (K,), z (K * B, D, F)."""
-        z = self.model.encode(x_aug)
-        inputs = self.model.condition(x, z)  # features of the clean source, z of the copy
-        q = self.model.quantize(x)
-        rows = x.shape[0] // len(self.domains)
-        recon = []
-        for k, name in enumerate(self.domains):
-            part = slice(k * rows, (k + 1) * rows)
-            mine = {key: value[part] for key, value in inputs.items()}
-            recon.append(self.model.decoders[name].loss(q[part], mine))
-        return torch.stack(recon), z
-
-
-def generator_objective(recon: torch.Tensor, adv_ce: torch.Tensor, lam: float) -> torch.Tensor:
-    """Reconstruction minus lambda times the classifier's cross-entropy: the encoder is rewarded
-    for latents the classifier cannot place."""
-    return recon.mean() - lam * adv_ce
+def generator_objective(recon: torch.Tensor, adv_ce: torch.Tensor, lam: float,
+                        notes: torch.Tensor | None = None, beta: float = 0.0) -> torch.Tensor:
+    """Reconstruction minus lambda times the classifier's cross-entropy (the encoder is rewarded
+    for latents the classifier cannot place), plus beta times the note head's loss."""
+    loss = recon.mean() - lam * adv_ce
+    return loss if notes is None else loss + beta * notes
 
 
 @dataclass(frozen=True)
@@ -120,14 +96,18 @@ class Trainer:
         train, val = open_cache(cache, "train"), open_cache(cache, "val")
         self.domains = list(train)
         seed = self.cfg.trainer.seed
-        self.sampler = SegmentSampler(
-            train, self.domains, d.segment, d.batch_per_domain, seed + 1000 * self.rank,
-            d.silence_db, d.augment, d.shift_semitones,
-        )
-        val_sampler = SegmentSampler(
-            val, self.domains, d.segment, d.val_segments, seed, d.silence_db, augment=False
-        )
-        self.val_batch = val_sampler.next_batch()
+        if needs_labels(self.cfg.model) or d.paired > 0:
+            self.sampler, val_sampler = paired_samplers(d, cache, self.domains,
+                                                        seed + 1000 * self.rank, seed)
+        else:
+            self.sampler = SegmentSampler(
+                train, self.domains, d.segment, d.batch_per_domain, seed + 1000 * self.rank,
+                d.silence_db, d.augment, d.shift_semitones,
+            )
+            val_sampler = SegmentSampler(
+                val, self.domains, d.segment, d.val_segments, seed, d.silence_db, augment=False
+            )
+        self.val_batch = Batch.of(val_sampler.next_batch())
 
     def _setup_model(self, base: dict | None) -> None:
         t, names = self.cfg.trainer, self.domains
@@ -135,6 +115,8 @@ class Trainer:
         model = UniversalTranslator(self.cfg.model, known + [n for n in names if n not in known])
         if base is not None:
             model.encoder.load_state_dict(base["encoder"])
+            if model.note_head is not None and base.get("note_head"):
+                model.note_head.load_state_dict(base["note_head"])
             for name in known:
                 model.decoders[name].load_state_dict(base["decoders"][name])
         for name, dec in model.decoders.items():
@@ -167,22 +149,26 @@ class Trainer:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict:
+    def train_step(self, batch: object) -> dict:
         """One adversary step then one generator step.
 
         Args:
-            batch: x (K*B, T), x_aug (K*B, T), labels (K*B,) from :class:`SegmentSampler`.
+            batch: A :class:`~umt.objective.Batch`, or what a sampler gives: (x, x_aug, labels)
+                from :class:`SegmentSampler`, a :class:`~umt.pairs.PairedBatch`.
 
         Returns:
             Flat metrics: ``recon/<domain>``, ``loss/recon``, ``adv/d_loss``, ``adv/d_acc``,
-            ``adv/g_ce``, ``loss/g``, ``lr``.
+            ``adv/g_ce``, ``loss/g``, ``lr``, and ``notes/bce`` with a note head and labels.
         """
-        x, x_aug, labels = (b.to(self.device, non_blocking=True) for b in batch)
+        batch = Batch.of(batch).to(self.device)
+        labels = batch.source_domain  # the adversary guesses the instrument the encoder heard
         self.model.train()
         self.classifier.train()
         with self._autocast():
-            recon, z = self.gen(x, x_aug)
+            recon, z, notes = self.gen(batch)
         metrics = {f"recon/{n}": v for n, v in zip(self.domains, recon.tolist(), strict=True)}
+        if notes is not None:
+            metrics["notes/bce"] = notes.item()
         lam = 0.0 if self.frozen else self.cfg.trainer.adv_lambda
         if lam > 0:
             metrics.update(self.classifier_step(z, labels))
@@ -192,7 +178,7 @@ class Trainer:
             self.classifier.requires_grad_(True)
         else:
             adv_ce = torch.zeros((), device=self.device)
-        loss = generator_objective(recon, adv_ce, lam)
+        loss = generator_objective(recon, adv_ce, lam, notes, self.cfg.model.notes.weight)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.opt_g.param_groups for p in g["params"]]
@@ -227,12 +213,14 @@ class Trainer:
         """Per-domain reconstruction loss and classifier accuracy on fixed validation segments."""
         self.model.eval()
         self.classifier.eval()
-        x, _, labels = (b.to(self.device) for b in self.val_batch)
+        batch = self.val_batch.to(self.device)
         with self._autocast():
-            recon, z = unwrap(self.gen)(x, x)
-            acc = (self.classifier(z).argmax(-1) == labels).float().mean().item()
+            recon, z, notes = unwrap(self.gen)(batch)
+            acc = (self.classifier(z).argmax(-1) == batch.source_domain).float().mean().item()
         out = {f"val/recon/{n}": v for n, v in zip(self.domains, recon.tolist(), strict=True)}
         out["val/d_acc"] = acc
+        if notes is not None:
+            out["val/notes/bce"] = notes.item()
         return out
 
     @property
@@ -243,7 +231,8 @@ class Trainer:
         """Every saved piece of the run, named once: :meth:`state_dict` and :meth:`resume`
         both walk this table, so a new piece of state is added in one place."""
         decoders = self.model.decoders
-        return {
+        heads = {} if self.model.note_head is None else {"note_head": _slot(self.model.note_head)}
+        return heads | {
             "encoder": _slot(self.model.encoder),
             "decoders": Slot(lambda: {n: d.state_dict() for n, d in decoders.items()},
                              self._load_decoders),

@@ -22,7 +22,9 @@ from torch import nn
 
 from umt.config import ModelConfig
 from umt.errors import UmtError
-from umt.features import FEATURES, LATENT
+from umt.features import FEATURES, LATENT, NOTES
+
+NOTE_CHANNELS = 2 * 88  # activity then onsets, per key
 
 Inputs = dict[str, torch.Tensor]  # name -> (B, C, frames of that input)
 
@@ -50,16 +52,17 @@ def resolve_inputs(cfg: ModelConfig) -> list[InputSpec]:
     """
     enc, specs = cfg.encoder, []
     for item in cfg.condition:
-        if item.feature == LATENT:
-            channels, hop = enc.latent_dim, enc.pool
+        if item.feature in (LATENT, NOTES):
+            channels, hop = ((enc.latent_dim, enc.pool) if item.feature == LATENT
+                             else (NOTE_CHANNELS, cfg.notes.hop))
             if item.hop not in (0, hop) or item.channels not in (0, channels):
-                raise UmtError(f"input {item.name}: the latent has hop {hop} and {channels} "
-                               "channels (the encoder's pool and latent_dim)")
+                raise UmtError(f"input {item.name}: {item.feature} has hop {hop} and "
+                               f"{channels} channels (set by the encoder and note head)")
         elif item.feature in FEATURES:
             feat = FEATURES[item.feature]
             channels, hop = item.channels or feat.channels, item.hop or feat.hop
         else:
-            known = ", ".join([LATENT, *FEATURES])
+            known = ", ".join([LATENT, NOTES, *FEATURES])
             raise UmtError(f"input {item.name}: unknown feature {item.feature!r} (known: {known})")
         if hop < 1:
             raise UmtError(f"input {item.name}: hop must be >= 1, got {hop}")
@@ -72,7 +75,7 @@ def resolve_inputs(cfg: ModelConfig) -> list[InputSpec]:
 
 def extract(specs: list[InputSpec], x: torch.Tensor) -> Inputs:
     """Every non-latent input of ``specs`` from the source audio x (B, T) -> {name: (B, C, F)}."""
-    return {s.name: FEATURES[s.feature].fn(x, s.hop) for s in specs if s.feature != LATENT}
+    return {s.name: FEATURES[s.feature].fn(x, s.hop) for s in specs if s.feature in FEATURES}
 
 
 class Conditioner(nn.Module):

