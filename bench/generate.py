@@ -39,11 +39,12 @@ from umt import fastpath  # noqa: E402
 from umt.audio import SAMPLE_RATE  # noqa: E402
 from umt.config import InputConfig, ModelConfig, to_dataclass  # noqa: E402
 from umt.flops import decoder_flops_per_sample  # noqa: E402
-from umt.generate import cpu_threads, cpu_workers, intra_op_threads, max_batch  # noqa: E402
+from umt.generate import max_batch  # noqa: E402
 from umt.nn.decoders import build_decoder  # noqa: E402
 from umt.nn.stream import Stream  # noqa: E402
 from umt.nn.wavenet import SILENCE, Decoder  # noqa: E402
 from umt.sampling import sample  # noqa: E402
+from umt.threads import cpu_threads, cpu_workers, intra_op_threads  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "umt" / "model"
 PEAK_N = {"cuda": 4096, "cpu": 1024}  # largest square matmul of the peak

@@ -24,6 +24,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0,
                     help="the model's sampling temperature (0 = greedy)")
+    ap.add_argument("--pitch", choices=["head", "tracker"], default="head",
+                    help="notes for a frame decoder: the model's note head or the pitch tracker")
     return ap.parse_args(argv)
 
 
@@ -44,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise UmtError(f"no such model export: {args.model}")
             from umt.inference import Translator  # the model stack is only needed here
 
-            translator = Translator.load(str(args.model), device=args.device)
+            translator = Translator.load(str(args.model), device=args.device, pitch=args.pitch)
             st = args.model.stat()
-            model_id = f"{args.model.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+            model_id = f"{args.model.resolve()}:{st.st_size}:{st.st_mtime_ns}:{args.pitch}"
         cfg = EvalConfig(data=args.data, out=args.out, pairs=args.pairs, n=args.n,
                          seconds=args.seconds, seed=args.seed, temperature=args.temperature,
                          device=args.device, model_id=model_id)

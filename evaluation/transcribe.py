@@ -8,6 +8,7 @@ import numpy as np
 from data.render import NoteEvent
 from evaluation.pitch import HOP, frame_db, track_pitch
 from umt.audio import SAMPLE_RATE
+from umt.tracker import hz_to_midi
 
 FRAME_S = HOP / SAMPLE_RATE
 MIN_NOTE_S = 0.08
@@ -43,7 +44,7 @@ def transcribe_monophonic(wav: np.ndarray, device: str = "cpu") -> list[NoteEven
         Notes sorted by onset; repeated notes are split where an onset is detected.
     """
     track = track_pitch(wav, device)
-    midi = np.round(69 + 12 * np.log2(np.maximum(track.f0, 1e-6) / 440.0)).astype(int)
+    midi = hz_to_midi(track.f0)
     midi[~track.voiced] = -1
     db = frame_db(wav, len(midi))
     onsets = _onset_frames(wav)

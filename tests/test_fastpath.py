@@ -79,12 +79,13 @@ def test_worker_threads_each_generate_their_share(monkeypatch):
     # Two worker threads, each with its own stream, must give exactly what the two shares give
     # when generated one after the other (same batch sizes, so the same float rounding).
     from umt import generate as gen_mod
+    from umt import threads
 
     dec, z = _decoder("tiny")
     plan = gen_mod.plan_chunks(5 * dec.frame, dec.frame, max_batch=4, chunk=dec.frame,
                                warmup=dec.frame, fade=100)
     assert plan.count == 5
-    monkeypatch.setattr(gen_mod, "cpu_workers", lambda device, fast: 2)
+    monkeypatch.setattr(threads, "cpu_workers", lambda device, fast: 2)
     threaded = gen_mod.generate(dec, z, plan, seed=3, batch=4)
     noise = torch.rand(plan.count, plan.steps, generator=torch.Generator().manual_seed(3))
     parts = []

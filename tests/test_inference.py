@@ -58,8 +58,9 @@ def test_temperature_zero_is_greedy_and_ignores_the_seed(translator):
 
 def test_several_targets_run_the_encoder_once(translator, monkeypatch):
     calls = []
-    encode = translator.model.encode
-    monkeypatch.setattr(translator.model, "encode", lambda x: calls.append(x.shape) or encode(x))
+    encode = translator.model.encode_notes
+    monkeypatch.setattr(translator.model, "encode_notes",
+                        lambda x, notes=True: calls.append(x.shape) or encode(x, notes))
     wav = _melody(0.15)
     outs = translator.translate(wav, SR, ["saw", "sine"], seed=5)
     assert len(calls) == 1 and set(outs) == {"saw", "sine"}

@@ -1,4 +1,4 @@
-"""TorchScript fast path for generation: one latent frame of steps in a scripted loop.
+"""TorchScript fast path for generation: one conditioning frame of steps in a scripted loop.
 
 Eager streaming (:meth:`umt.nn.stream.Stream.step`) pays Python's interpreter for each of the
 ~6 ops per layer and step; at small batches that overhead, not arithmetic, is the time. Here

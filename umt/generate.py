@@ -19,15 +19,14 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from umt import fastpath
+from umt import fastpath, threads
 from umt.audio import mu_law_decode
 from umt.nn.condition import Inputs
 from umt.nn.stream import StepParams
@@ -40,33 +39,10 @@ Progress = Callable[[int, int], None]  # (steps done, steps in all)
 # 2 workers, 3 runs: 512 chunks 1.11-1.27x the samples/s of 256, 1024 0.86-1.11x of 512.
 MAX_BATCH = {"cpu": 512, "cuda": 4096}
 MEMORY_FRACTION = 0.25  # of the available memory, for the generation buffers
-# Below this batch a step's matmuls are too small to split across CPU threads, and every split
-# op syncs the threads: on a loaded 2-core machine, paper size at batch 1 ran at 1.7 samples/s
-# with 2 threads and 171 samples/s with 1 (bench/generate.py).
-SINGLE_THREAD_BELOW = 32
 # h = a / b of a generation step's cost a + b * batch: the batch at which the fixed cost equals
 # the arithmetic. Fitted on 2 CPU threads, TorchScript loop, batches 32-512 (bench/generate.py's
 # cached_rates): tiny 139, small 72, paper 66.
 STEP_COST_BATCH = 100
-
-
-@contextmanager
-def intra_op_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` intra-op threads, then restore torch's setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextmanager
-def cpu_threads(batch: int, device: torch.device) -> Iterator[None]:
-    """One intra-op thread for small CPU batches, torch's setting otherwise."""
-    small = device.type == "cpu" and batch < SINGLE_THREAD_BELOW
-    with intra_op_threads(1 if small else torch.get_num_threads()):
-        yield
 
 
 @dataclass(frozen=True)
@@ -254,7 +230,7 @@ def generate_group(
     prev = torch.full((B,), SILENCE, dtype=torch.long, device=dev)
     # A stream of its own, not the module's: worker threads share the decoder.
     st = decoder.new_stream(B, params)
-    with torch.inference_mode(), cpu_threads(B, dev):
+    with torch.inference_mode(), threads.cpu_threads(B, dev):
         for f in range(steps // P):
             frame = chunk_frame(decoder, packed, rows, starts, f)
             st.set_condition(*decoder.frame_condition(frame))
@@ -338,7 +314,7 @@ def generate_many(
     with the same steps per chunk fill one batch instead. Each input keeps its own chunks and
     its own noise (drawn as :func:`generate` draws it for that input alone), so its output does
     not depend on its company, up to float rounding. On CPU with the TorchScript loop, each
-    batch is shared among :func:`cpu_workers` threads.
+    batch is shared among :func:`umt.threads.cpu_workers` threads.
 
     Args:
         decoder: Target decoder (eval mode).
@@ -381,34 +357,18 @@ def generate_many(
         noise = torch.stack([noises[j][c] for j, c in rows])
         return generate_group(decoder, packed, k, starts, noise, temperature, tick, fast, params)
 
-    workers = cpu_workers(dev, fast)
+    workers = threads.cpu_workers(dev, fast)
     for steps, rows in groups.items():
         cap = batch or max_batch(decoder, steps, dev)
         for g in range(0, len(rows), cap):
             part = rows[g : g + cap]
-            shares = [s for s in _split(part, workers) if s]
+            shares = [s for s in threads._split(part, workers) if s]
             if len(shares) == 1:
                 q = run(shares[0])
             else:
-                with intra_op_threads(1), ThreadPoolExecutor(len(shares)) as pool:
+                with threads.intra_op_threads(1), ThreadPoolExecutor(len(shares)) as pool:
                     q = torch.cat(list(pool.map(run, shares)))
             for (k, i), row in zip(part, q.cpu(), strict=True):
                 classes[k][i] = row
     return [stitch(mu_law_decode(q).float(), plan) for q, plan in zip(classes, plans, strict=True)]
 
-
-def _split(rows: list, n: int) -> list[list]:
-    """``rows`` in ``n`` contiguous shares of near-equal sizes, as ``tensor_split`` cuts."""
-    return [[rows[j] for j in part.tolist()] for part in torch.arange(len(rows)).tensor_split(n)]
-
-
-def cpu_workers(device: torch.device, fast: bool) -> int:
-    """Threads that generate shares of a CPU batch at once, each with one intra-op thread.
-
-    Splitting the chunks beats splitting every op across threads: an op split N ways waits for
-    its slowest thread at every one of the ~6 ops per layer and step, while a share runs on
-    alone (TorchScript drops the GIL). Eager mode holds the GIL, so it gets one worker.
-    """
-    if device.type != "cpu" or not fast or fastpath.scripted_loop() is None:
-        return 1
-    return torch.get_num_threads()

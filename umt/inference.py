@@ -62,7 +62,9 @@ class Latent:
 
     @property
     def z(self) -> torch.Tensor:
-        """The encoder's latent (1, D, F)."""
+        """The encoder's latent (1, D, F): the input named ``z`` (the configs' name for it)."""
+        if "z" not in self.inputs:
+            raise KeyError("this model names its latent otherwise; read Latent.inputs")
         return self.inputs["z"]
 
 
@@ -119,6 +121,9 @@ class Translator:
         self.fast = fast
         if pitch not in ("head", "tracker"):
             raise UmtError(f"pitch must be head or tracker, not {pitch!r}")
+        if pitch == "tracker" and not self.model.reads_notes:
+            raise UmtError("--pitch tracker needs a model whose decoders read notes (a frame "
+                           "model); this one reads none")
         self.pitch = pitch
 
     @classmethod
@@ -159,19 +164,27 @@ class Translator:
         # Samples that reach one output of the encoder: its start conv and the dilated stack.
         radius = (enc.kernel // 2) * (1 + enc.blocks * (2**enc.layers - 1))
         margin = -(-radius // pool) * pool
-        frames, parts = -(-T // pool), []
+        tracker = self.pitch == "tracker" and self.model.reads_notes
+        head = self.model.reads_notes and not tracker
+        hop = self.model.cfg.notes.hop  # divides pool: windows start on note frames too
+        frames, parts, heads = -(-T // pool), [], []
         with torch.inference_mode():
             for f0 in range(0, frames, ENCODER_WINDOW_FRAMES):
                 f1 = min(frames, f0 + ENCODER_WINDOW_FRAMES)
                 a, b = max(0, f0 * pool - margin), min(T, f1 * pool + margin)
-                z = self.model.encode(x[a:b].unsqueeze(0))  # (1, D, frames of the window)
+                # (1, D, frames of the window), (1, 176, note frames of the window) or None
+                z, logits = self.model.encode_notes(x[a:b].unsqueeze(0), notes=head)
                 parts.append(z[..., f0 - a // pool : f1 - a // pool])
-            notes = None
-            if self.pitch == "tracker" and self.model.note_head is not None:
+                if head:
+                    first = (f0 * pool - a) // hop
+                    heads.append(logits[..., first : first + -(-(min(T, f1 * pool) - f0 * pool)
+                                                               // hop)])
+            notes = torch.sigmoid(torch.cat(heads, -1)) if head else None
+            if tracker:
                 from umt.tracker import tracked_notes
 
-                frames = -(-T // self.model.cfg.notes.hop)
-                notes = tracked_notes(x.cpu().numpy(), frames, str(self.device)).to(x.device)
+                notes = tracked_notes(x.cpu().numpy(), -(-T // hop), str(self.device))
+                notes = notes.to(x.device)
             inputs = self.model.condition(x.unsqueeze(0), torch.cat(parts, -1), notes)
         return Latent(inputs, T)
 
@@ -244,8 +257,12 @@ class Translator:
 
     def plan(self, to: str, length: int) -> GenerationPlan:
         """How instrument ``to``'s decoder generates ``length`` samples: the chunks, and the
-        most chunks generated at once."""
+        most chunks generated at once. A frame decoder runs each output as one sequence
+        (consecutive chunks with its state carried, :meth:`_decode_frames`): one row."""
         decoder = self.model.decoders[to]
+        if frame_level(decoder):
+            whole = -(-max(length, 1) // decoder.frame) * decoder.frame
+            return GenerationPlan(ChunkPlan(length, whole, 0, 0), 1)
         warmup = self.warmup
         if warmup is None:
             warmup = min(MAX_AUTO_WARMUP, decoder.receptive_field + self.fade)

@@ -8,7 +8,7 @@ from torch import nn
 from umt.audio import MU, mu_law_decode, mu_law_encode
 from umt.config import ModelConfig
 from umt.features import LATENT, NOTES
-from umt.nn.condition import Inputs, extract, resolve_inputs
+from umt.nn.condition import Inputs, extract, has_note_head, reads_notes, resolve_inputs
 from umt.nn.decoders import build_decoder
 from umt.nn.notes import NoteHead
 from umt.nn.wavenet import Encoder
@@ -30,9 +30,14 @@ class UniversalTranslator(nn.Module):
         self.inputs = resolve_inputs(cfg)
         self.encoder = Encoder(cfg.encoder)
         # The note head rides on the shared encoder when enabled, or when a decoder reads notes.
-        wants_notes = cfg.notes.enabled or any(s.feature == NOTES for s in self.inputs)
-        self.note_head = NoteHead(cfg.encoder.channels, cfg.notes.hop) if wants_notes else None
+        heads = has_note_head(cfg)
+        self.note_head = NoteHead(cfg.encoder.channels, cfg.notes.hop) if heads else None
         self.decoders = nn.ModuleDict({name: self.new_decoder() for name in domains})
+
+    @property
+    def reads_notes(self) -> bool:
+        """Whether the decoders read a ``notes`` input."""
+        return reads_notes(self.inputs)
 
     @property
     def domains(self) -> list[str]:
@@ -54,9 +59,11 @@ class UniversalTranslator(nn.Module):
         """
         inputs = extract(self.inputs, x)
         names = {s.feature: s.name for s in self.inputs}
-        if (LATENT in names and z is None) or (NOTES in names and notes is None):
-            z, logits = self.encode_notes(x)
-            notes = torch.sigmoid(logits) if notes is None and logits is not None else notes
+        want_notes = NOTES in names and notes is None
+        if (LATENT in names and z is None) or want_notes:
+            latent, logits = self.encode_notes(x, notes=want_notes)
+            z = latent if z is None else z  # a given latent (of the augmented copy) stays
+            notes = torch.sigmoid(logits) if want_notes else notes
         if LATENT in names:
             inputs[names[LATENT]] = z
         if NOTES in names:

@@ -13,10 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from umt.config import DataConfig, ModelConfig
-from umt.features import NOTES
+from umt.config import DataConfig
 from umt.model import UniversalTranslator
-from umt.nn.condition import resolve_inputs
 from umt.nn.notes import labels_as_input, note_loss
 
 
@@ -52,12 +50,14 @@ class Batch:
         return cls(**{f.name: getattr(batch, f.name, None) for f in fields(cls)})
 
     def to(self, device: torch.device) -> Batch:
+        """The batch on ``device``."""
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         return Batch(**{k: None if v is None else v.to(device, non_blocking=True)
                         for k, v in moved.items()})
 
     @property
     def labelled(self) -> bool:
+        """Whether the batch carries note labels."""
         return self.active is not None and self.onsets is not None
 
 
@@ -80,7 +80,10 @@ class GeneratorLoss(nn.Module):
         With labels, decoders read the true notes (the note head learns them beside); without,
         they read the head's."""
         z, logits = self.model.encode_notes(batch.source_aug)
-        notes = labels_as_input(batch.active, batch.onsets) if batch.labelled else None
+        if batch.labelled:
+            notes = labels_as_input(batch.active, batch.onsets)
+        else:  # no labels: the decoders read the note head's view of the encoder's input
+            notes = None if logits is None else torch.sigmoid(logits)
         inputs = self.model.condition(batch.source, z, notes)
         rows = batch.target.shape[0] // len(self.domains)
         recon = []
@@ -92,11 +95,6 @@ class GeneratorLoss(nn.Module):
         if logits is not None and batch.labelled:
             heads = note_loss(logits, batch.active, batch.onsets)
         return torch.stack(recon), z, heads
-
-
-def needs_labels(cfg: ModelConfig) -> bool:
-    """Whether training this model needs note labels: it has a note head, or reads notes."""
-    return cfg.notes.enabled or any(s.feature == NOTES for s in resolve_inputs(cfg))
 
 
 def paired_samplers(d: DataConfig, cache: Path, domains: list[str], seed: int,

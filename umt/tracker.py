@@ -59,6 +59,11 @@ def frame_db(wav: np.ndarray, frames: int) -> np.ndarray:
     return 20 * np.log10(rms / rms.max())
 
 
+def hz_to_midi(f0: np.ndarray) -> np.ndarray:
+    """Nearest MIDI note numbers of frequencies in Hz (any shape; 0 Hz gives a very low note)."""
+    return np.round(69 + 12 * np.log2(np.maximum(f0, 1e-6) / 440.0)).astype(int)
+
+
 MIN_FRAMES = 3  # a pitch must hold this long to count as a note (shorter: tracker jitter)
 
 
@@ -78,9 +83,9 @@ def tracked_notes(wav: np.ndarray, frames: int, device: str = "cpu") -> torch.Te
         (1, 176, frames) float: 88 activity then 88 onset flags.
     """
     track = track_pitch(wav, device)
-    key = np.round(69 + 12 * np.log2(np.maximum(track.f0, 1e-6) / 440.0)).astype(int) - LOWEST
+    key = hz_to_midi(track.f0) - LOWEST
     key[~track.voiced | (key < 0) | (key >= KEYS)] = -1
-    key = _smooth(np.resize(key, frames) if len(key) < frames else key[:frames])
+    key = _smooth(np.pad(key, (0, max(0, frames - len(key))), constant_values=-1)[:frames])
     out = torch.zeros(1, 2 * KEYS, frames)
     f = np.flatnonzero(key >= 0)
     out[0, key[f], f] = 1

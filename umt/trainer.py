@@ -26,7 +26,8 @@ from umt.data import SegmentSampler, build_cache, open_cache
 from umt.errors import UmtError
 from umt.model import UniversalTranslator
 from umt.nn.classifier import DomainClassifier
-from umt.objective import Batch, GeneratorLoss, needs_labels, paired_samplers
+from umt.nn.condition import has_note_head
+from umt.objective import Batch, GeneratorLoss, paired_samplers
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Trainer:
         train, val = open_cache(cache, "train"), open_cache(cache, "val")
         self.domains = list(train)
         seed = self.cfg.trainer.seed
-        if needs_labels(self.cfg.model) or d.paired > 0:
+        if has_note_head(self.cfg.model) or d.paired > 0:
             self.sampler, val_sampler = paired_samplers(d, cache, self.domains,
                                                         seed + 1000 * self.rank, seed)
         else:
@@ -275,7 +276,9 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return False
         state = load_file(self.checkpoint_path, TRAIN_FORMAT)
-        if state["config"]["model"] != to_dict(self.cfg.model) or state["domains"] != unwrap(
+        # Through the dataclass: a checkpoint from before a config field existed has its default.
+        saved = to_dict(to_dataclass(ModelConfig, state["config"]["model"]))
+        if saved != to_dict(self.cfg.model) or state["domains"] != unwrap(
             self.model
         ).domains:
             raise UmtError(

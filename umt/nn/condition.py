@@ -23,8 +23,10 @@ from torch import nn
 from umt.config import ModelConfig
 from umt.errors import UmtError
 from umt.features import FEATURES, LATENT, NOTES
+from umt.labels import HOP as LABEL_HOP
+from umt.labels import KEYS
 
-NOTE_CHANNELS = 2 * 88  # activity then onsets, per key
+NOTE_CHANNELS = 2 * KEYS  # activity then onsets, per key
 
 Inputs = dict[str, torch.Tensor]  # name -> (B, C, frames of that input)
 
@@ -66,11 +68,25 @@ def resolve_inputs(cfg: ModelConfig) -> list[InputSpec]:
             raise UmtError(f"input {item.name}: unknown feature {item.feature!r} (known: {known})")
         if hop < 1:
             raise UmtError(f"input {item.name}: hop must be >= 1, got {hop}")
+        if item.feature == NOTES and hop != LABEL_HOP:
+            raise UmtError(f"model.notes.hop must be {LABEL_HOP} (the labels' and the "
+                           f"tracker's frame), got {hop}")
         specs.append(InputSpec(item.name, item.feature, channels, hop))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise UmtError(f"conditioning input names must be unique, got {names}")
     return specs
+
+
+def reads_notes(specs: list[InputSpec]) -> bool:
+    """Whether one of ``specs`` is the ``notes`` input."""
+    return any(s.feature == NOTES for s in specs)
+
+
+def has_note_head(cfg: ModelConfig) -> bool:
+    """Whether the model has a note head: enabled, or needed by a decoder that reads notes (a
+    model with one needs note labels to train)."""
+    return cfg.notes.enabled or reads_notes(resolve_inputs(cfg))
 
 
 def extract(specs: list[InputSpec], x: torch.Tensor) -> Inputs:
@@ -102,6 +118,7 @@ class Conditioner(nn.Module):
             {s.name: nn.Linear(s.channels, residual, bias=False) for s in specs if s.hop == 1})
 
     def spec(self, name: str) -> InputSpec:
+        """The input called ``name``."""
         return next(s for s in self.specs if s.name == name)
 
     @staticmethod

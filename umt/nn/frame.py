@@ -62,7 +62,10 @@ class FrameDecoder(nn.Module):
         notes = [s for s in inputs if s.feature == NOTES]
         if len(notes) != 1:
             raise UmtError("the frame decoder needs one `notes` input in model.condition")
-        if any(s.hop % cfg.hop for s in inputs) or any(s.hop == 1 for s in inputs):
+        if notes[0].hop != cfg.hop:
+            raise UmtError(f"the frame decoder's hop ({cfg.hop}) must be the notes' hop "
+                           f"({notes[0].hop})")
+        if any(s.hop % cfg.hop for s in inputs):  # per-sample inputs (hop 1) fail this too
             raise UmtError(f"the frame decoder's inputs must be per frame at a multiple of its "
                            f"hop {cfg.hop}; got {[(s.name, s.hop) for s in inputs]}")
         self.cfg, self.notes = cfg, notes[0].name
@@ -79,11 +82,13 @@ class FrameDecoder(nn.Module):
 
     @property
     def frame(self) -> int:
+        """Samples per frame: the conditioning changes, and the GRU steps, every ``frame``."""
         return self.cfg.hop
 
     @property
     def receptive_field(self) -> int:
-        return 1  # nothing but the noise is sampled: no warm-up is needed at a seam
+        """1: nothing but the noise is sampled, so a chunk needs no warm-up at a seam."""
+        return 1
 
     def start(self, batch: int, like: torch.Tensor) -> FrameState:
         """The state before the first frame."""

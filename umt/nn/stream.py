@@ -54,14 +54,6 @@ class StepParams:
     def gate(self) -> int:
         return self.scale.shape[0] // 2
 
-    def bytes_per_stream(self, frame: int) -> int:
-        """Bytes one sequence of a stream holds: ring, step buffers, and the per-sample input
-        rows of one conditioning frame of ``frame`` steps."""
-        L, R, S = len(self.weights), self.ring_start.shape[1], self.skip_bias.shape[0]
-        G, classes = self.gate, self.embed.shape[0]
-        per_step = L * 2 * G + 3 * G + 2 * S + 4 * classes
-        return 4 * (sum(self.ring_size) * R + per_step + frame * R)
-
 
 class StepArgs(NamedTuple):
     """Everything :func:`step_logits` reads besides the previous sample: the one place its

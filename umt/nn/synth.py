@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 SAMPLE_RATE = 16000
 HOP = 160
@@ -88,10 +88,6 @@ class SynthState:
     freq: Tensor
     amp: Tensor
     noise_tail: Tensor
-
-    def detach(self) -> SynthState:
-        """The same state cut from the autograd graph (truncated backprop over chunks)."""
-        return replace(self, **{k: v.detach() for k, v in vars(self).items()})
 
 
 @dataclass
@@ -221,6 +217,17 @@ def harmonic_audio(f0: Tensor, amplitude: Tensor, harmonics: Tensor,
         (B, F*H) audio, and the state after the last frame.
     """
     _check_harmonic(f0, amplitude, harmonics, inharmonicity)
+    with torch.autocast(f0.device.type, enabled=False):
+        # Under bf16 autocast the phase matmul would round phases of ~500 rad to steps of 2:
+        # the partials would be noise. The bank runs in float32/64 whatever the caller's mode.
+        return _harmonic_audio(f0.float(), amplitude.float(), harmonics.float(),
+                               None if inharmonicity is None else inharmonicity.float(),
+                               state, sample_rate, hop)
+
+
+def _harmonic_audio(f0: Tensor, amplitude: Tensor, harmonics: Tensor,
+                    inharmonicity: Tensor | None, state: SynthState | None,
+                    sample_rate: int, hop: int) -> tuple[Tensor, SynthState]:
     b, _, v = f0.shape
     k = harmonics.shape[-1]
     # Rates in float64 at frame rate (cheap): a float32 rate is off by ~1e-7 relative, which
@@ -325,32 +332,3 @@ def render(controls: SynthControls, state: SynthState | None = None, *,
     tail = state.noise_tail if state.noise_tail.shape[-1] else None
     part, tail = noise_audio(c.noise, tail, noise, generator, hop)
     return audio + part, replace(state, noise_tail=tail)
-
-
-class HarmonicSynth(nn.Module):
-    """:func:`harmonic_audio` as a parameter-free module, for composing into a decoder."""
-
-    def __init__(self, sample_rate: int = SAMPLE_RATE, hop: int = HOP) -> None:
-        super().__init__()
-        self.sample_rate, self.hop = sample_rate, hop
-
-    def forward(self, f0: Tensor, amplitude: Tensor, harmonics: Tensor,
-                inharmonicity: Tensor | None = None,
-                state: SynthState | None = None) -> tuple[Tensor, SynthState]:
-        """See :func:`harmonic_audio`: (B, F, V) controls -> (B, F*H) audio and state."""
-        return harmonic_audio(f0, amplitude, harmonics, inharmonicity, state,
-                              self.sample_rate, self.hop)
-
-
-class FilteredNoise(nn.Module):
-    """:func:`noise_audio` as a parameter-free module, for composing into a decoder."""
-
-    def __init__(self, hop: int = HOP) -> None:
-        super().__init__()
-        self.hop = hop
-
-    def forward(self, magnitudes: Tensor, tail: Tensor | None = None,
-                noise: Tensor | None = None,
-                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """See :func:`noise_audio`: (B, F, N) magnitudes -> (B, F*H) audio, (B, L-1) tail."""
-        return noise_audio(magnitudes, tail, noise, generator, self.hop)

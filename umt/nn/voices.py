@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-LOWEST = 21  # MIDI number of key 0 (A0)
-KEYS = 88
+from umt.labels import KEYS, LOWEST
+from umt.nn.synth import midi_to_hz
+
 DECAY_FRAMES = (5.0, 20.0, 80.0)  # time constants of the age features, in frames
 FEATURES = 3 + len(DECAY_FRAMES)  # pitch, active, onset, decays
 
@@ -28,6 +29,7 @@ class VoiceState:
 
     @classmethod
     def start(cls, batch: int, voices: int) -> VoiceState:
+        """Every voice free, before the first frame."""
         return cls(np.full((batch, voices), -1, np.int64), np.zeros((batch, voices), np.int64))
 
 
@@ -48,8 +50,8 @@ class Voices:
     def f0(self, like: torch.Tensor) -> torch.Tensor:
         """(B, F, V) fundamentals in Hz (0 where silent), on ``like``'s device and dtype."""
         keys = torch.from_numpy(self.keys).to(like.device)
-        hz = 440.0 * torch.pow(2.0, (keys.to(like.dtype) + LOWEST - 69) / 12)
-        return torch.where(keys >= 0, hz, torch.zeros_like(hz))
+        hz = midi_to_hz(keys.double() + LOWEST).to(like.device)  # float64: exact under bf16
+        return torch.where(keys >= 0, hz, torch.zeros_like(hz)).to(torch.float32)
 
     def features(self, like: torch.Tensor) -> torch.Tensor:
         """(B, F, V, FEATURES): pitch in [0, 1], active, onset, exp(-age / tau) per tau."""
@@ -85,15 +87,18 @@ def allocate(active: np.ndarray, onsets: np.ndarray, voices: int,
         for f in range(F):
             sounding = np.flatnonzero(active[b, :, f])
             struck = onsets[b, :, f]
-            held = keys[b] >= 0
-            keep = held & np.isin(keys[b], sounding)
+            was_free = keys[b] < 0
+            keep = ~was_free & np.isin(keys[b], sounding)
             keys[b, ~keep] = -1
             age[b] += 1
             restrike = keep & struck[keys[b].clip(0)]
             age[b, restrike] = 0
             out_onset[b, f, restrike] = True
             new = sounding[~np.isin(sounding, keys[b])][::-1]  # highest first
-            free = np.flatnonzero(keys[b] < 0)[: len(new)]
+            # Voices free before this frame first: one that just ended a note would glide
+            # from it to the new note over the frame (the synth interpolates its pitch).
+            free = np.flatnonzero(keys[b] < 0)
+            free = free[np.argsort(~was_free[free], kind="stable")][: len(new)]
             keys[b, free] = new[: len(free)]
             age[b, free] = 0
             out_onset[b, f, free] = struck[keys[b, free]]  # a late voice is no new strike

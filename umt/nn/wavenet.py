@@ -273,7 +273,8 @@ class Decoder(nn.Module):
         rings, step buffers, per-sample inputs, sampled classes (int64) and uniforms."""
         L, R, S, G = len(self.layers), self.cfg.residual, self.cfg.skip, self.cfg.gate
         per_step = L * 2 * G + 3 * G + 2 * S + 4 * self.cfg.classes
-        return 4 * (sum(self.ring_sizes()) * R + per_step + self.frame * R) + 12 * steps
+        inject = self.frame * R if self.condition.per_sample else 0  # a frame's per-sample rows
+        return 4 * (sum(self.ring_sizes()) * R + per_step + inject) + 12 * steps
 
     def new_stream(self, batch: int, params: StepParams | None = None) -> Stream:
         """Streaming buffers for ``batch`` sequences (one per thread that generates)."""
