@@ -52,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chunks per batch, shared by short files (default: from memory)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU worker threads sharing each batch of chunks (default: torch's)")
-    p.add_argument("--pitch", choices=["head", "tracker"], default="head",
-                   help="notes for a frame decoder: the model's note head (default) or a pitch "
-                        "tracker (torchcrepe; one line at a time)")
+    p.add_argument("--pitch", choices=["head", "tracker"], default=None,
+                   help="notes for a frame decoder: the model's note head or a pitch tracker "
+                        "(torchcrepe; one line at a time); default: what the model recommends")
     p.add_argument("--eager", action="store_true",
                    help="skip the TorchScript generation loop (same output, slower)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

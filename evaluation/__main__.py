@@ -24,8 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0,
                     help="the model's sampling temperature (0 = greedy)")
-    ap.add_argument("--pitch", choices=["head", "tracker"], default="head",
-                    help="notes for a frame decoder: the model's note head or the pitch tracker")
+    ap.add_argument("--pitch", choices=["head", "tracker"], default=None,
+                    help="notes for a frame decoder: the model's note head or the pitch tracker "
+                         "(default: what the model recommends)")
     return ap.parse_args(argv)
 
 

@@ -162,6 +162,16 @@ def test_trainer_runs_paired_labelled_steps_and_resumes(build, tmp_path):  # noq
     cfg.trainer.max_steps = 3
     again = Trainer(cfg, tmp_path / "run")
     assert again.resume() and again.step == 2
+    from umt.export import export
+
+    export(tmp_path / "run", tmp_path / "run.pt")  # the export carries the note head
+    head = load_export(tmp_path / "run.pt").note_head.state_dict()
+    for k, v in again.model.note_head.state_dict().items():
+        torch.testing.assert_close(head[k], v)
+    assert Translator.load(tmp_path / "run.pt", "cpu").pitch == "head"
+    export(tmp_path / "run", tmp_path / "tracked.pt", pitch="tracker")  # picked on validation
+    assert Translator.load(tmp_path / "tracked.pt", "cpu").pitch == "tracker"
+    assert Translator.load(tmp_path / "tracked.pt", "cpu", pitch="head").pitch == "head"
 
 
 def test_a_new_note_takes_a_voice_that_was_already_free():

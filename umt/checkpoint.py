@@ -104,6 +104,12 @@ def load_export(path: str | Path, domains: list[str] | None = None) -> Universal
     return model.eval()
 
 
+def export_defaults(path: str | Path) -> dict:
+    """Translation defaults an export recommends (e.g. ``{"pitch": "tracker"}``, picked on
+    validation when it was made); {} when it has none."""
+    return dict(load_file(path, EXPORT_FORMAT).get("defaults") or {})
+
+
 def export_domains(path: str | Path) -> list[str]:
     """The domain names of an export, without building the model."""
     return list(load_file(path, EXPORT_FORMAT)["domains"])

@@ -13,8 +13,14 @@ from umt.checkpoint import EXPORT_FORMAT, TRAIN_FORMAT, atomic_save, load_file
 from umt.errors import UmtError
 
 
-def export(run: str | Path, out: str | Path) -> dict:
+def export(run: str | Path, out: str | Path, pitch: str | None = None) -> dict:
     """Write the export of a run's last checkpoint to ``out`` (atomically).
+
+    Args:
+        run: Run folder or training checkpoint.
+        out: Export file.
+        pitch: Where translations take a frame decoder's notes unless told: ``head`` or
+            ``tracker`` (pick it on validation); None records no default.
 
     Returns:
         A summary: step, domains and path.
@@ -30,7 +36,9 @@ def export(run: str | Path, out: str | Path) -> dict:
         "domains": list(state["domains"]),
         "encoder": state["encoder"],
         "decoders": state["decoders"],
+        "note_head": state.get("note_head"),  # None: the model has none
         "step": int(state["step"]),
+        "defaults": {} if pitch is None else {"pitch": pitch},
     }
     atomic_save(exported, out)
     return {"step": exported["step"], "domains": exported["domains"], "path": str(out)}
@@ -41,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m umt.export", description=__doc__)
     parser.add_argument("run", help="run folder or training checkpoint")
     parser.add_argument("-o", "--out", required=True, help="export file to write")
+    parser.add_argument("--pitch", choices=["head", "tracker"], default=None,
+                        help="default source of a frame decoder's notes when translating")
     args = parser.parse_args(argv)
     try:
-        info = export(args.run, args.out)
+        info = export(args.run, args.out, args.pitch)
     except UmtError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

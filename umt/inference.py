@@ -16,7 +16,7 @@ import torch
 
 from plumbing.device import resolve_device  # the one resolver; callers import it from here
 from umt.audio import SAMPLE_RATE, resample
-from umt.checkpoint import check_instruments, load_export
+from umt.checkpoint import check_instruments, export_defaults, load_export
 from umt.errors import UmtError
 from umt.generate import ChunkPlan, Progress, generate_many, max_batch, plan_chunks
 from umt.model import UniversalTranslator
@@ -136,10 +136,15 @@ class Translator:
     ) -> Translator:
         """Load an export (``python -m umt.export``) with the decoders asked for (default all).
 
+        ``pitch`` (see the class) defaults to what the export recommends (``defaults`` in the
+        file, set by ``python -m umt.export --pitch``), else ``head``.
+
         Raises:
             UmtError: not a umt export, another format version, or an unknown instrument.
         """
         device = resolve_device(device)
+        if options.get("pitch") is None:
+            options["pitch"] = export_defaults(path).get("pitch", "head")
         return cls(load_export(path, domains=domains), device, **options)
 
     @property
