@@ -225,3 +225,16 @@ def test_pitch_tracker_on_a_model_without_notes_is_a_one_line_error(tiny_export)
 
     with pytest.raises(UmtError, match="reads none"):
         Translator.load(tiny_export, "cpu", pitch="tracker")
+
+
+def test_tracker_in_pieces_follows_the_whole_signal(monkeypatch):
+    from umt import tracker
+
+    t = np.arange(int(2.5 * SR)) / SR
+    wav = (0.3 * np.sin(2 * np.pi * np.where(t < 1.2, 440.0, 330.0) * t)).astype(np.float32)
+    whole = tracker.track_pitch(wav)
+    monkeypatch.setattr(tracker, "TRACK_CHUNK", SR)  # 1 s pieces: two seams
+    pieces = tracker.track_pitch(wav)
+    assert len(pieces.f0) == len(whole.f0) == len(wav) // 160 + 1
+    near = np.abs(tracker.hz_to_midi(pieces.f0) - tracker.hz_to_midi(whole.f0)) == 0
+    assert near[whole.voiced].mean() > 0.97  # the same notes but a frame or two at the seams

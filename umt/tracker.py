@@ -29,8 +29,14 @@ class PitchTrack:
     voiced: np.ndarray
 
 
+TRACK_CHUNK = 30 * SAMPLE_RATE  # samples per tracker call: its frames take 4 KB a frame
+
+
 def track_pitch(wav: np.ndarray, device: str = "cpu") -> PitchTrack:
     """Track f0 with torchcrepe's ``tiny`` model (its weights ship in its wheel).
+
+    Long inputs are tracked 30 s at a time (torchcrepe frames the whole signal at once: an hour
+    would take 1.5 GB), each piece padded as torchcrepe pads a whole input.
 
     Args:
         wav: Audio (T,) at 16 kHz.
@@ -41,21 +47,28 @@ def track_pitch(wav: np.ndarray, device: str = "cpu") -> PitchTrack:
     """
     import torchcrepe  # imports torchaudio and resampy: only paid when pitch is tracked
 
-    x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]  # (1, T)
-    f0, per = torchcrepe.predict(x, SAMPLE_RATE, HOP, FMIN, FMAX, model="tiny",
-                                 decoder=torchcrepe.decode.weighted_argmax,
-                                 return_periodicity=True, batch_size=512, device=device)
-    per = torchcrepe.filter.median(per, 3)
-    f0, per = f0[0].cpu().numpy(), per[0].cpu().numpy()
+    wav = np.ascontiguousarray(wav, dtype=np.float32)
+    f0s, pers = [], []
+    for a in range(0, max(1, len(wav)), TRACK_CHUNK):  # TRACK_CHUNK is a multiple of HOP
+        x = torch.from_numpy(wav[a : a + TRACK_CHUNK])[None]  # (1, T)
+        f0, per = torchcrepe.predict(x, SAMPLE_RATE, HOP, FMIN, FMAX, model="tiny",
+                                     decoder=torchcrepe.decode.weighted_argmax,
+                                     return_periodicity=True, batch_size=512, device=device)
+        last = a + TRACK_CHUNK >= len(wav)  # a piece's extra last frame is the next one's first
+        f0s.append(f0[0] if last else f0[0, :-1])
+        pers.append(per[0] if last else per[0, :-1])
+    per = torchcrepe.filter.median(torch.cat(pers)[None], 3)[0].cpu().numpy()
+    f0 = torch.cat(f0s).cpu().numpy()
     voiced = (per > PERIODICITY) & (frame_db(wav, len(f0)) > SILENCE_DB)
     return PitchTrack(f0.astype(np.float64), voiced)
 
 
 def frame_db(wav: np.ndarray, frames: int) -> np.ndarray:
     """RMS level (F,) of centred 1024-sample frames every 10 ms, in dB below the loudest."""
-    pad = np.pad(wav.astype(np.float64), 512)
-    idx = np.arange(frames)[:, None] * HOP + np.arange(1024)[None]
-    rms = np.sqrt(np.mean(pad[np.minimum(idx, pad.size - 1)] ** 2, axis=1) + 1e-12)
+    pad = np.pad(wav.astype(np.float64), (512, 512 + frames * HOP))
+    power = np.concatenate([[0.0], np.cumsum(pad**2)])  # running sums: no (F, 1024) matrix
+    start = np.arange(frames) * HOP
+    rms = np.sqrt(np.maximum(power[start + 1024] - power[start], 0) / 1024 + 1e-12)
     return 20 * np.log10(rms / rms.max())
 
 
