@@ -156,3 +156,22 @@ def test_decoder_kind_comes_from_the_config(tiny_cfg):
     tiny_cfg.decoder.kind = "nope"
     with pytest.raises(UmtError, match="unknown decoder kind 'nope'"):
         UniversalTranslator(tiny_cfg, ["a"])
+
+
+def test_corrupted_teacher_forcing_only_while_training(tiny_cfg):
+    tiny_cfg.decoder.corrupt = 0.25
+    dec = build_decoder(tiny_cfg)
+    q = torch.randint(0, 256, (2, 400))
+    z = _z(tiny_cfg, 2, 400)
+    dec.eval()
+    torch.testing.assert_close(dec(q, z), dec(q, z))  # no corruption at inference
+    clean = dec(q, z)
+    dec.train()
+    torch.manual_seed(0)
+    noisy = dec(q, z)
+    changed = (noisy - clean).abs().amax(-1) > 1e-6  # (T, B) positions whose past differs
+    assert 0.5 < changed.float().mean() < 1.0  # a quarter of inputs, seen by later positions
+    tiny_cfg.decoder.corrupt = 0.0
+    plain = build_decoder(tiny_cfg)
+    plain.load_state_dict(dec.state_dict())
+    torch.testing.assert_close(plain.train()(q, z), clean)

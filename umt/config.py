@@ -36,6 +36,9 @@ class DecoderConfig:
     skip: int = 128
     gate: int = 128
     classes: int = 256
+    # Share of the teacher-forced past samples replaced by random classes while training, so
+    # the decoder cannot lean on its true past alone (the pilot: RPA 0.40 -> 0.46 at 25%).
+    corrupt: float = 0.0
 
 
 @dataclass

@@ -195,6 +195,9 @@ class Decoder(nn.Module):
     def forward(self, q: torch.Tensor, inputs: Inputs) -> torch.Tensor:
         """Teacher-forced logits: position t predicts ``q[t]`` from ``q[:t]`` and the inputs.
 
+        In training mode with ``cfg.corrupt > 0``, that share of the past classes it reads is
+        replaced by random ones (the targets stay true).
+
         Args:
             q: (B, T) int64 mu-law classes of the target signal.
             inputs: {name: (B, C, F)} conditioning inputs, each covering the T samples.
@@ -203,6 +206,10 @@ class Decoder(nn.Module):
             (T, B, classes) logits, time-major (``.transpose(0, 1)`` for batch-major).
         """
         prev = F.pad(q, (1, 0), value=SILENCE)[:, :-1]
+        if self.training and self.cfg.corrupt > 0:  # corrupted teacher forcing
+            noise = torch.randint_like(prev, self.cfg.classes)
+            prev = torch.where(torch.rand(prev.shape, device=prev.device) < self.cfg.corrupt,
+                               noise, prev)
         return self.forward_embedded(self.embed(prev.t()), inputs)
 
     def loss(self, target: torch.Tensor, inputs: Inputs) -> torch.Tensor:
