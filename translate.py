@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: ./translated; may be the input folder)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="sampling temperature; 0 = most likely sample (default 1)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature; 0 = most likely sample (default: the model's, "
+                        "else 1)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
     p.add_argument("--plot", action="store_true",
                    help="also write name.<instrument>.png: input and output spectrograms")
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("say which instrument to translate to with --to (see --list)")
     if not args.inputs:
         raise UserError("no input files or folders given")
-    if args.temperature < 0:
+    if args.temperature is not None and args.temperature < 0:
         raise UserError("--temperature must be >= 0")
     targets = list(dict.fromkeys(args.to))
     check_writable(args.out)

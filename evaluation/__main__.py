@@ -22,8 +22,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("outputs/eval"))
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--temperature", type=float, default=1.0,
-                    help="the model's sampling temperature (0 = greedy)")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="the model's sampling temperature (0 = greedy; default: the model's)")
     ap.add_argument("--pitch", choices=["head", "tracker"], default=None,
                     help="notes for a frame decoder: the model's note head or the pitch tracker "
                          "(default: what the model recommends)")
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.n < 1 or args.seconds <= 0:
             raise UmtError("-n and --seconds must be positive")
-        if args.temperature < 0:
+        if args.temperature is not None and args.temperature < 0:
             raise UmtError("--temperature must be >= 0")
         translator, model_id = None, "none"
         if args.model is not None:

@@ -33,7 +33,7 @@ class TranslatorLike(Protocol):
     domains: list[str]
 
     def __call__(self, wav: np.ndarray, sr: int, to: str, seed: int | None = 0,
-                 temperature: float = 1.0) -> torch.Tensor:
+                 temperature: float | None = None) -> torch.Tensor:
         """Translate ``wav`` (T,) at ``sr`` to domain ``to``: (T',) float at 16 kHz."""
         ...
 
@@ -48,7 +48,7 @@ class EvalConfig:
     n: int = 8
     seconds: float = 4.0
     seed: int = 0
-    temperature: float = 1.0  # the model's sampling temperature
+    temperature: float | None = None  # the model's sampling temperature (None: its own)
     device: str = "cpu"
     model_id: str = "none"
     cache: Path | None = None  # default: OUT/cache

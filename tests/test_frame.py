@@ -169,8 +169,10 @@ def test_trainer_runs_paired_labelled_steps_and_resumes(build, tmp_path):  # noq
     for k, v in again.model.note_head.state_dict().items():
         torch.testing.assert_close(head[k], v)
     assert Translator.load(tmp_path / "run.pt", "cpu").pitch == "head"
-    export(tmp_path / "run", tmp_path / "tracked.pt", pitch="tracker")  # picked on validation
-    assert Translator.load(tmp_path / "tracked.pt", "cpu").pitch == "tracker"
+    export(tmp_path / "run", tmp_path / "tracked.pt", pitch="tracker", temperature=0.5)
+    tracked = Translator.load(tmp_path / "tracked.pt", "cpu")  # the defaults picked on validation
+    assert (tracked.pitch, tracked.temperature) == ("tracker", 0.5)
+    assert Translator.load(tmp_path / "run.pt", "cpu").temperature == 1.0
     assert Translator.load(tmp_path / "tracked.pt", "cpu", pitch="head").pitch == "head"
 
 

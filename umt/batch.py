@@ -106,7 +106,7 @@ def translate_files(
     targets: Sequence[str],
     *,
     seed: int | None = 0,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     keep_input: bool = False,
     progress: PackProgress | None = None,
 ) -> Iterator[Result]:
@@ -167,7 +167,8 @@ def _prepare(translator: Translator, index: int, src: Path, targets: list[str],
 
 
 def _decode_pack(translator: Translator, pack: list[_Pending], seed: int | None,
-                 temperature: float, progress: PackProgress | None) -> Iterator[Result]:
+                 temperature: float | None,
+                 progress: PackProgress | None) -> Iterator[Result]:
     """Decode a pack into each of its targets in turn, yielding each target's results."""
     targets = list(dict.fromkeys(to for p in pack for to in p.targets))
     names = tuple(p.src for p in pack)

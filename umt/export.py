@@ -13,7 +13,8 @@ from umt.checkpoint import EXPORT_FORMAT, TRAIN_FORMAT, atomic_save, load_file
 from umt.errors import UmtError
 
 
-def export(run: str | Path, out: str | Path, pitch: str | None = None) -> dict:
+def export(run: str | Path, out: str | Path, pitch: str | None = None,
+           temperature: float | None = None) -> dict:
     """Write the export of a run's last checkpoint to ``out`` (atomically).
 
     Args:
@@ -21,6 +22,8 @@ def export(run: str | Path, out: str | Path, pitch: str | None = None) -> dict:
         out: Export file.
         pitch: Where translations take a frame decoder's notes unless told: ``head`` or
             ``tracker`` (pick it on validation); None records no default.
+        temperature: The sampling temperature translations use unless told (pick it on
+            validation); None records no default.
 
     Returns:
         A summary: step, domains and path.
@@ -38,7 +41,8 @@ def export(run: str | Path, out: str | Path, pitch: str | None = None) -> dict:
         "decoders": state["decoders"],
         "note_head": state.get("note_head"),  # None: the model has none
         "step": int(state["step"]),
-        "defaults": {} if pitch is None else {"pitch": pitch},
+        "defaults": {k: v for k, v in (("pitch", pitch), ("temperature", temperature))
+                     if v is not None},
     }
     atomic_save(exported, out)
     return {"step": exported["step"], "domains": exported["domains"], "path": str(out)}
@@ -51,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", required=True, help="export file to write")
     parser.add_argument("--pitch", choices=["head", "tracker"], default=None,
                         help="default source of a frame decoder's notes when translating")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="default sampling temperature when translating")
     args = parser.parse_args(argv)
     try:
-        info = export(args.run, args.out, args.pitch)
+        info = export(args.run, args.out, args.pitch, args.temperature)
     except UmtError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

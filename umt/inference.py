@@ -97,6 +97,8 @@ class Translator:
         fast: Generate in the TorchScript loop (:mod:`umt.fastpath`); False forces eager mode.
         pitch: Where a decoder that reads notes gets them: ``head`` (the note head on the
             encoder) or ``tracker`` (torchcrepe's f0, one line: :mod:`umt.tracker`).
+        temperature: Sampling temperature when a call gives none (1 = the model's
+            distribution, 0 = greedy).
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class Translator:
         min_chunk_seconds: float = 0.25,
         fast: bool = True,
         pitch: str = "head",
+        temperature: float = 1.0,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -125,6 +128,9 @@ class Translator:
             raise UmtError("--pitch tracker needs a model whose decoders read notes (a frame "
                            "model); this one reads none")
         self.pitch = pitch
+        if temperature < 0:
+            raise UmtError(f"temperature must be >= 0, not {temperature}")
+        self.temperature = temperature
 
     @classmethod
     def load(
@@ -136,15 +142,18 @@ class Translator:
     ) -> Translator:
         """Load an export (``python -m umt.export``) with the decoders asked for (default all).
 
-        ``pitch`` (see the class) defaults to what the export recommends (``defaults`` in the
-        file, set by ``python -m umt.export --pitch``), else ``head``.
+        ``pitch`` and ``temperature`` (see the class) default to what the export recommends
+        (``defaults`` in the file, set by ``python -m umt.export --pitch/--temperature`` from
+        validation), else ``head`` and 1.
 
         Raises:
             UmtError: not a umt export, another format version, or an unknown instrument.
         """
         device = resolve_device(device)
-        if options.get("pitch") is None:
-            options["pitch"] = export_defaults(path).get("pitch", "head")
+        defaults = export_defaults(path)
+        for key, fallback in (("pitch", "head"), ("temperature", 1.0)):
+            if options.get(key) is None:
+                options[key] = defaults.get(key, fallback)
         return cls(load_export(path, domains=domains), device, **options)
 
     @property
@@ -199,7 +208,7 @@ class Translator:
         to: str,
         *,
         seed: int | None = 0,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         progress: Progress | None = None,
     ) -> torch.Tensor:
         """Sample the target instrument's audio for a latent.
@@ -216,7 +225,7 @@ class Translator:
         to: str,
         *,
         seed: int | None = 0,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         progress: Progress | None = None,
     ) -> list[torch.Tensor]:
         """Sample instrument ``to`` for several latents, their chunks sharing batches.
@@ -228,6 +237,7 @@ class Translator:
             (T16_k,) float32 audio at 16 kHz on the CPU, one per latent.
         """
         check_instruments([to], self.domains)
+        temperature = self.temperature if temperature is None else temperature
         decoder = self.model.decoders[to]
         if frame_level(decoder):
             return [self._decode_frames(decoder, lat, seed, progress) for lat in latents]
@@ -285,7 +295,7 @@ class Translator:
         targets: list[str],
         *,
         seed: int | None = 0,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         progress: Progress | None = None,
     ) -> dict[str, torch.Tensor]:
         """Translate one input into several instruments, running the encoder once.
@@ -306,7 +316,7 @@ class Translator:
         sr: int,
         to: str,
         seed: int | None = 0,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         progress: Progress | None = None,
     ) -> torch.Tensor:
         """Translate ``wav`` (T,) at ``sr`` into instrument ``to``: (T16,) float32 at 16 kHz."""
