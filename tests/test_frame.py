@@ -240,3 +240,15 @@ def test_tracker_in_pieces_follows_the_whole_signal(monkeypatch):
     assert len(pieces.f0) == len(whole.f0) == len(wav) // 160 + 1
     near = np.abs(tracker.hz_to_midi(pieces.f0) - tracker.hz_to_midi(whole.f0)) == 0
     assert near[whole.voiced].mean() > 0.97  # the same notes but a frame or two at the seams
+
+
+def test_tracker_restrikes_a_repeated_note():
+    # The same A4 played twice with a gap-free re-attack: one key, two onsets.
+    from umt.tracker import tracked_notes
+
+    t = np.arange(int(1.0 * SR)) / SR
+    env = np.where(t < 0.5, np.exp(-6 * t), np.exp(-6 * (t - 0.5)))
+    wav = (0.5 * env * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    notes = tracked_notes(wav, 100)[0]
+    onsets = np.flatnonzero(notes[88 + 48].numpy())
+    assert len(onsets) == 2 and abs(onsets[1] - 50) <= 2, onsets
