@@ -40,3 +40,10 @@ def test_translate_benchmark_rows():
     assert [r["mode"] for r in rows] == ["chunked+script", "chunked (eager)", "unchunked+script"]
     assert rows[0]["chunks"] > 1 and rows[2]["chunks"] == 1
     assert all(r["decode_s"] > 0 and r["realtime_factor"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_memory_benchmark_rows():
+    rows = _json_rows("bench/memory.py", "--minutes", "0.05", "0.1")
+    assert [r["minutes"] for r in rows] == [0.05, 0.1]
+    assert all(r["peak_rss_mb"] > 100 and r["wall_s"] > 0 for r in rows)
