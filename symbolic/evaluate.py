@@ -1,4 +1,4 @@
-"""``python -m symbolic eval``: held-out likelihood vs an n-gram baseline, and generation metrics.
+"""``python -m symbolic eval``: likelihood vs an n-gram, chords vs an HMM, generation metrics.
 
 All numbers come from the test split of the manifest (pieces never seen in training).
 """
@@ -8,10 +8,14 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
+import symusic
 import torch
+from miditok import REMI
 
+from symbolic import hmm as H
 from symbolic import metrics as M
 from symbolic.api import Composer, UserError
 from symbolic.config import DataConfig
@@ -57,15 +61,33 @@ def likelihood(composer: Composer, splits: dict[str, list[Piece]]) -> dict[str, 
             "ngram_nll": ng / tokens, "ngram_bpn": ng / math.log(2) / notes}
 
 
-def chord_metrics(composer: Composer, pieces: list[Piece]) -> dict[str, float]:
-    """Melody->chords on held-out pieces against the real lower voices, per beat."""
+Harmoniser = Callable[[int, Piece, symusic.Score], list]
+
+
+def transformer_harmoniser(composer: Composer) -> Harmoniser:
+    """The model's melody->harmony face as a harmoniser (seed = piece index)."""
+
+    def run(i: int, piece: Piece, _mel: symusic.Score) -> list:
+        sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, "seed": i})
+        har_ids = composer.seq2seq_tokens(piece.melody.tolist(), True, sample)
+        return M.all_notes(decode(composer.tokenizer, har_ids))
+
+    return run
+
+
+def chord_metrics(tokenizer: REMI, pieces: list[Piece], harmonise: Harmoniser) -> dict[str, float]:
+    """Melody->chords on held-out pieces against the real lower voices, per beat.
+
+    Args:
+        tokenizer: decodes the pieces' melody and harmony tokens.
+        pieces: held-out pieces.
+        harmonise: ``f(index, piece, melody score) -> generated lower-voice notes``.
+    """
     acc, jac, root, tone_gen, tone_real = [], [], [], [], []
     for i, p in enumerate(pieces):
-        sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, "seed": i})
-        har_ids = composer.seq2seq_tokens(p.melody.tolist(), True, sample)
-        gen = M.all_notes(decode(composer.tokenizer, har_ids))
-        real = M.all_notes(decode(composer.tokenizer, p.harmony.tolist()))
-        mel_score = decode(composer.tokenizer, p.melody.tolist())
+        mel_score = decode(tokenizer, p.melody.tolist())
+        gen = harmonise(i, p, mel_score)
+        real = M.all_notes(decode(tokenizer, p.harmony.tolist()))
         mel, beat = M.all_notes(mel_score), mel_score.ticks_per_quarter
         end = max(n.end for n in real + mel)
         g_sets, r_sets = (M.beat_pitch_classes(x, 0, end, beat) for x in (gen, real))
@@ -170,14 +192,30 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
     test = splits["test"]
     gen_pieces = test[:pieces] if pieces else test
     report: dict = {"test_pieces": len(test)}
-    for name, fn, arg in (("likelihood", likelihood, splits),
-                          ("chords", chord_metrics, gen_pieces),
-                          ("continuation", continuation_metrics, test[:prompts]),
-                          ("remix", remix_metrics, gen_pieces[:4])):
+    tok, model_harm = composer.tokenizer, transformer_harmoniser(composer)
+    sections = (("likelihood", lambda: likelihood(composer, splits)),
+                ("chords", lambda: chord_metrics(tok, gen_pieces, model_harm)),
+                # the HMM baseline: fitted on the training split, scored on the same pieces
+                ("hmm", lambda: chord_metrics(tok, gen_pieces, H.harmoniser(splits["train"], tok))),
+                ("continuation", lambda: continuation_metrics(composer, test[:prompts])),
+                ("remix", lambda: remix_metrics(composer, gen_pieces[:4])))
+    for name, fn in sections:
         start = time.time()
-        report[name] = fn(composer, arg)
+        report[name] = fn()
         report[name]["seconds"] = round(time.time() - start, 1)
     return report
+
+
+def _chord_rows(ch: dict, hmm: dict) -> list[str]:
+    """Melody->chords table: the transformer, the HMM baseline, Bach's own chord-tone rate."""
+    head = f"melody->chords ({ch['beats']} beats)"
+    rows = [f"{head:30s}  pc-set acc  jaccard  root acc  chord-tone rate"]
+    for name, c in (("transformer", ch), (H.LABEL, hmm)):
+        rows.append(f"{name:30s}  {c['pcset_acc']:10.3f}  {c['jaccard']:7.3f}  "
+                    f"{c['root_acc']:8.3f}  {c['chord_tone_gen']:15.3f}")
+    rows.append(f"{'Bach (real lower voices)':30s}  {'':10s}  {'':7s}  {'':8s}  "
+                f"{ch['chord_tone_real']:15.3f}")
+    return rows
 
 
 def format_table(r: dict) -> str:
@@ -190,9 +228,7 @@ def format_table(r: dict) -> str:
         f"transformer           {lk['model_nll']:16.3f}  {lk['model_bpn']:9.2f}",
         f"{lk['ngram_order']}-gram Witten-Bell    {lk['ngram_nll']:16.3f}  {lk['ngram_bpn']:9.2f}",
         "",
-        f"melody->chords ({ch['beats']} beats): pc-set acc {ch['pcset_acc']:.3f}  "
-        f"jaccard {ch['jaccard']:.3f}  root acc {ch['root_acc']:.3f}  "
-        f"chord-tone rate {ch['chord_tone_gen']:.3f} (real harmony {ch['chord_tone_real']:.3f})",
+        *_chord_rows(ch, r["hmm"]),
         "",
         f"continuation ({co['prompts']} prompts of {PROMPT_BARS} bars, {CONT_BARS} bars each)",
         "metric          generated   real    mean |diff|",
