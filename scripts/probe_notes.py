@@ -42,7 +42,7 @@ def main() -> None:
     torch.set_num_threads(1)
     man = json.loads((args.data / "manifest.json").read_text())
     pieces = [p for p in man["pieces"].values() if p["split"] == "test" and p["monophonic"]]
-    head = Translator.load(args.model, "cpu")
+    head = Translator.load(args.model, "cpu", pitch="head")
     track = Translator.load(args.model, "cpu", pitch="tracker")
     rows = {"head": [], "tracker": []}
     for p in pieces[: args.pieces]:
@@ -51,6 +51,8 @@ def main() -> None:
             wav, sr = sf.read(args.data / a["path"], dtype="float32")
             wav = wav[: int(args.seconds * sr)]
             active, _ = note_frames(notes, 0, len(wav))
+            if not active.any():  # a line that starts later: nothing to score
+                continue
             for name, tr in (("head", head), ("tracker", track)):
                 rows[name].append((inst, *scores(tr.encode(wav, sr).inputs["notes"][0], active)))
     for name, r in rows.items():

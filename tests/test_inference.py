@@ -20,7 +20,8 @@ from umt.model import UniversalTranslator
 from umt.sampling import sample
 
 SR = 16_000
-SHIPPED = Path(__file__).resolve().parent.parent / "umt" / "pretrained" / "umt.pt"
+# The WaveNet export shipped until 2026-12-01: its decoders follow the conditioning.
+SHIPPED = Path(__file__).resolve().parent.parent / "umt" / "pretrained" / "wavenet_tiny.pt"
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
-"""The shipped model gives the samples recorded before the conditioning refactor (2026-12-01).
+"""The WaveNet export gives the samples recorded before the conditioning refactor (2026-12-01).
 
-The reference was recorded from ``umt/pretrained/umt.pt`` on the first 1.5 s of the example violin,
-0.5 s chunks (three chunks, two seams), seed 3, one CPU thread; fast and eager paths agreed exactly.
+The reference was recorded from the model shipped then (``umt/pretrained/umt.pt``, now
+``umt/pretrained/wavenet_tiny.pt``) on the first 1.5 s of the example violin, 0.5 s chunks
+(three chunks, two seams), seed 3, one CPU thread; fast and eager paths agreed exactly.
 """
 
 from pathlib import Path
@@ -30,8 +31,8 @@ def test_shipped_model_samples_unchanged(violin, fast: bool) -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        tr = umt.Translator.load(ROOT / "umt/pretrained/umt.pt", device="cpu", chunk_seconds=0.5,
-                                 fast=fast)
+        tr = umt.Translator.load(ROOT / "umt/pretrained/wavenet_tiny.pt", device="cpu",
+                                 chunk_seconds=0.5, fast=fast)
         latent = tr.encode(wav, sr)
         np.testing.assert_allclose(latent.z.numpy(), ref["z"], atol=1e-5)
         for to in ("piano", "flute"):
