@@ -235,8 +235,12 @@ def test_tracker_in_pieces_follows_the_whole_signal(monkeypatch):
     t = np.arange(int(2.5 * SR)) / SR
     wav = (0.3 * np.sin(2 * np.pi * np.where(t < 1.2, 440.0, 330.0) * t)).astype(np.float32)
     whole = tracker.track_pitch(wav)
+    level = tracker.frame_db(wav, len(whole.f0))
+    onsets = tracker.onset_frames(wav)
     monkeypatch.setattr(tracker, "TRACK_CHUNK", SR)  # 1 s pieces: two seams
     pieces = tracker.track_pitch(wav)
+    np.testing.assert_allclose(tracker.frame_db(wav, len(whole.f0)), level, atol=1e-9)
+    assert np.array_equal(tracker.onset_frames(wav), onsets)  # its one onset, far from a seam
     assert len(pieces.f0) == len(whole.f0) == len(wav) // 160 + 1
     near = np.abs(tracker.hz_to_midi(pieces.f0) - tracker.hz_to_midi(whole.f0)) == 0
     assert near[whole.voiced].mean() > 0.97  # the same notes but a frame or two at the seams

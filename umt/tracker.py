@@ -64,11 +64,22 @@ def track_pitch(wav: np.ndarray, device: str = "cpu") -> PitchTrack:
 
 
 def frame_db(wav: np.ndarray, frames: int) -> np.ndarray:
-    """RMS level (F,) of centred 1024-sample frames every 10 ms, in dB below the loudest."""
-    pad = np.pad(wav.astype(np.float64), (512, 512 + frames * HOP))
-    power = np.concatenate([[0.0], np.cumsum(pad**2)])  # running sums: no (F, 1024) matrix
-    start = np.arange(frames) * HOP
-    rms = np.sqrt(np.maximum(power[start + 1024] - power[start], 0) / 1024 + 1e-12)
+    """RMS level (F,) of centred 1024-sample frames every 10 ms, in dB below the loudest.
+
+    Computed TRACK_CHUNK samples of frames at a time from running sums (an hour at once would
+    hold ~1 GB of float64 sums)."""
+    step = TRACK_CHUNK // HOP
+    rms = np.empty(frames)
+    for f0 in range(0, frames, step):
+        n = min(step, frames - f0)
+        a = f0 * HOP - 512  # the first frame's window starts half a window before it
+        seg = np.zeros((n - 1) * HOP + 1024)  # zeros beyond the signal, as if padded
+        part = wav[max(0, a) : a + len(seg)].astype(np.float64)
+        seg[max(0, -a) : max(0, -a) + len(part)] = part
+        power = np.concatenate([[0.0], np.cumsum(seg**2)])
+        start = np.arange(n) * HOP
+        rms[f0 : f0 + n] = np.sqrt(np.maximum(power[start + 1024] - power[start], 0) / 1024
+                                   + 1e-12)
     return 20 * np.log10(rms / rms.max())
 
 
@@ -116,11 +127,21 @@ def onset_frames(wav: np.ndarray, delta: float = 0.2, wait: int = 8) -> np.ndarr
 
     The defaults ignore a violin's vibrato: on the example violin clip librosa's own (delta
     0.07, wait 1) found 32 onsets for 6 notes; these found 6, 5 of them within 20 ms of a note.
+    Run TRACK_CHUNK samples at a time (librosa's spectrogram of an hour would take ~3 GB).
     """
     import librosa
 
-    return librosa.onset.onset_detect(y=np.asarray(wav, np.float32), sr=SAMPLE_RATE,
-                                      hop_length=HOP, backtrack=True, delta=delta, wait=wait)
+    wav = np.asarray(wav, np.float32)
+    found = []
+    for a in range(0, max(1, len(wav)), TRACK_CHUNK):
+        # Each piece is analysed with 1 s of its neighbours: a cut's edges are no onsets.
+        lead = min(a, SAMPLE_RATE)
+        on = librosa.onset.onset_detect(y=wav[a - lead : a + TRACK_CHUNK + SAMPLE_RATE],
+                                        sr=SAMPLE_RATE, hop_length=HOP, backtrack=True,
+                                        delta=delta, wait=wait)
+        on = on - lead // HOP  # frames from the piece's start
+        found.append(on[(on >= 0) & (on < TRACK_CHUNK // HOP)] + a // HOP)
+    return np.concatenate(found)
 
 
 def _smooth(key: np.ndarray) -> np.ndarray:
