@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -186,11 +187,7 @@ class PairedSampler:
         domains: list[str],
         segment: int,
         batch_per_domain: int,
-        seed: int = 0,
-        paired: float = 0.5,
-        augment: bool = True,
-        shift_semitones: float = 0.5,
-        silence_db: float = -50.0,
+        **options: Any,
     ) -> PairedSampler:
         """A sampler over one split of a data.synth build, reading audio from its cache.
 
@@ -200,8 +197,9 @@ class PairedSampler:
             split: ``train``, ``val`` or ``test`` (a domain without it falls back to train,
                 as in :func:`umt.data.open_cache`).
             domains: Domain order (instrument names of the build, all in the cache).
-            segment, batch_per_domain, seed, paired, augment, shift_semitones, silence_db:
-                As for :class:`PairedSampler`.
+            segment, batch_per_domain: As for :class:`PairedSampler`.
+            **options: The sampler's other settings (``seed``, ``paired``, ``augment``,
+                ``shift_semitones``, ``silence_db``), with its defaults.
 
         Returns:
             The sampler; each piece's MIDI is read once, here.
@@ -220,7 +218,7 @@ class PairedSampler:
         notes = [_read_piece_notes(m) for m in midis]
         audio_map = open_cache(cache, split)
         return cls({d: audio_map[d] for d in domains}, list(domains), names, notes, files,
-                   segment, batch_per_domain, seed, paired, augment, shift_semitones, silence_db)
+                   segment, batch_per_domain, **options)
 
 
 def _build_pieces(root: Path) -> dict[str, dict]:

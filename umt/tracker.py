@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 from umt.audio import SAMPLE_RATE
-from umt.nn.voices import KEYS, LOWEST
+from umt.labels import HOP, KEYS, LOWEST  # 10 ms frames: CREPE's native step, as the labels
 
-HOP = 160  # 10 ms frames at 16 kHz, CREPE's native step
 FMIN, FMAX = 50.0, 2000.0
 # Frames this far below the clip's loudest frame are unvoiced whatever CREPE says: synth tails.
 SILENCE_DB = -40.0
