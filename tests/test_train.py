@@ -140,3 +140,31 @@ def test_cli_trains_exports_and_resumes(toy_root, tmp_path):
                          cwd=ROOT, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "error: data root /nonexistent is not a folder" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_max_minutes_stops_the_run_and_counts_every_leg(toy_root, tmp_path):
+    cfg = train_config(toy_root, tmp_path)
+    cfg.trainer.max_steps = 1000
+    cfg.trainer.max_minutes = 1e-9  # spent by the first step
+    first = Trainer(cfg, tmp_path / "run")
+    first.fit()
+    assert first.step == 1 and first.train_seconds > 0
+    again = Trainer(cfg, tmp_path / "run")
+    again.fit()  # the saved budget is spent: nothing more trains
+    assert again.step == 1 and again.train_seconds == first.train_seconds
+    cfg.trainer.max_minutes = 0  # no time budget: on to max_steps
+    cfg.trainer.max_steps = 3
+    more = Trainer(cfg, tmp_path / "run")
+    more.fit()
+    assert more.step == 3 and more.train_seconds > first.train_seconds
+
+
+def test_a_checkpoint_from_before_the_time_budget_resumes(toy_root, tmp_path):
+    cfg = train_config(toy_root, tmp_path)
+    tr = Trainer(cfg, tmp_path / "run")
+    tr.fit()
+    saved = torch.load(tr.checkpoint_path, weights_only=True)
+    del saved["train_seconds"]
+    torch.save(saved, tr.checkpoint_path)
+    old = Trainer(cfg, tmp_path / "run")
+    assert old.resume() and old.step == 2 and old.train_seconds == 0.0

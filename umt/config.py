@@ -124,6 +124,7 @@ class TrainerConfig:
     """Optimisation, checkpointing and logging."""
 
     max_steps: int = 100_000
+    max_minutes: float = 0.0  # training time budget over all legs of the run; 0 = none
     lr: float = 1e-3
     lr_decay: float = 0.995  # multiplied every `decay_every` steps
     decay_every: int = 1000

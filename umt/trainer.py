@@ -54,6 +54,7 @@ class Slot:
     get: Callable[[], Any]
     set: Callable[[Any], None]
     per_rank: bool = False
+    optional: bool = False  # absent from checkpoints written before it existed
 
 
 def _slot(obj: Any) -> Slot:
@@ -84,6 +85,7 @@ class Trainer:
         self._setup_data(min_domains=1 if base is not None else 2)
         self._setup_model(base)
         self.step = 0
+        self.train_seconds = 0.0  # summed over every leg of the run: trainer.max_minutes
         self._saved_step = -1  # the step of the checkpoint on disk, if this process wrote it
 
     def _setup_data(self, min_domains: int) -> None:
@@ -243,6 +245,8 @@ class Trainer:
             "sched_g": _slot(self.sched_g),
             "sched_d": _slot(self.sched_d),
             "step": Slot(lambda: self.step, self._set_step),
+            "train_seconds": Slot(lambda: self.train_seconds, self._set_train_seconds,
+                                  optional=True),
             "sampler": Slot(self.sampler.state_dict, self.sampler.load_state_dict, per_rank=True),
             "torch_rng": Slot(torch.get_rng_state, torch.set_rng_state, per_rank=True),
         }
@@ -253,6 +257,15 @@ class Trainer:
 
     def _set_step(self, step: int) -> None:
         self.step = int(step)
+
+    def _set_train_seconds(self, seconds: float) -> None:
+        self.train_seconds = float(seconds)
+
+    def done(self) -> bool:
+        """Whether the run has reached ``max_steps`` or spent its ``max_minutes``."""
+        t = self.cfg.trainer
+        over_time = t.max_minutes > 0 and self.train_seconds >= 60 * t.max_minutes
+        return self.step >= t.max_steps or over_time
 
     def state_dict(self) -> dict:
         """Everything needed to resume, as plain types and tensors: a header that
@@ -286,6 +299,8 @@ class Trainer:
                 "use a new run folder (hydra.run.dir=...)"
             )
         for key, slot in self.state_table().items():
+            if slot.optional and key not in state:
+                continue
             if self.rank == 0 or not slot.per_rank:
                 slot.set(state[key])
         if self.rank != 0:  # other ranks: a fresh stream that differs from every earlier one
@@ -294,8 +309,8 @@ class Trainer:
         return True
 
     def fit(self) -> dict:
-        """Train until ``trainer.max_steps``, resuming from the run folder, checkpointing and
-        validating on schedule.
+        """Train until ``trainer.max_steps`` or ``trainer.max_minutes`` of training time, resuming
+        from the run folder, checkpointing and validating on schedule.
 
         On SIGINT or SIGTERM the step under way finishes, rank 0 saves a checkpoint (all ranks
         stop at the same step) and :class:`~plumbing.signals.Interrupted` is raised.
@@ -314,7 +329,7 @@ class Trainer:
             run_log = RunLog(self)
             metrics: dict = {}
             try:
-                while self.step < self.cfg.trainer.max_steps:
+                while not self.done():
                     metrics = self._fit_step(run_log)
                     self._stop_if_signalled(stop)
             finally:
@@ -324,8 +339,10 @@ class Trainer:
     def _fit_step(self, run_log: RunLog) -> dict:
         """One training step with its scheduled logging, validation and checkpoint."""
         t = self.cfg.trainer
+        start = time.perf_counter()
         metrics = self.train_step(self.sampler.next_batch())
-        step, last = self.step, self.step == t.max_steps
+        self.train_seconds += self._agreed(time.perf_counter() - start)
+        step, last = self.step, self.done()
         run_log.step(metrics, write=step % t.log_every == 0 or last)
         if step % t.val_every == 0 or last:
             val = self.validate()
@@ -335,6 +352,14 @@ class Trainer:
         if step % t.checkpoint_every == 0 or last:
             self.save()
         return metrics
+
+    def _agreed(self, seconds: float) -> float:
+        """The slowest rank's time, so that every rank stops at the same step."""
+        if self.world == 1:
+            return seconds
+        t = torch.tensor([seconds], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
 
     def _stop_if_signalled(self, stop: StopRequest) -> None:
         """Save and raise Interrupted if any rank got SIGINT/SIGTERM (all ranks agree, so
