@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 LATENT = "latent"  # the encoder's output: made by the model, not by an extractor here
 NOTES = "notes"  # 88-key activity and onsets: the note head's, the labels' or a tracker's
+EXCITATION = "excitation"  # sines at the notes' pitches, per sample: made from the notes input
+EXCITATION_PIECE = 16_000  # samples made at a time: only the keys sounding in a piece are summed
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,46 @@ def source(x: torch.Tensor, hop: int) -> torch.Tensor:
     A toy (reconstruction can copy it) that exercises the per-sample path end to end; an
     excitation signal (a sine at the notes' f0) takes its place in a real model."""
     return frame_mean(x.unsqueeze(1), hop) if hop > 1 else x.unsqueeze(1)
+
+
+def excitation(notes: torch.Tensor, length: int, hop: int = 160, sr: int = 16_000) -> torch.Tensor:
+    """A neural source-filter excitation: one sine per sounding key, at the key's equal-tempered
+    pitch, its amplitude ``relu(2 p - 1)`` of the key's activity ``p`` (labels give 1; a note
+    head's probability counts from 0.5), linearly interpolated between frame centres.
+
+    The phase is the sample's absolute time, so any slice of the excitation equals the
+    excitation of the slice's samples: chunks and streams join without a seam.
+
+    Args:
+        notes: (B, 2 * 88, F) activity then onsets per key and frame of ``hop`` samples.
+        length: Samples T wanted (frames beyond the notes are silent).
+        hop: Samples per note frame.
+        sr: Sample rate.
+
+    Returns:
+        (B, 1, T).
+    """
+    from umt.labels import KEYS, LOWEST
+
+    amp = (2 * notes[:, :KEYS].float() - 1).clamp_min(0)  # (B, 88, F)
+    freq = 440.0 * 2.0 ** ((torch.arange(KEYS, device=notes.device) + LOWEST - 69) / 12)
+    out = torch.zeros(notes.shape[0], 1, length, device=notes.device)
+    centre = (torch.arange(amp.shape[-1], device=notes.device) + 0.5) * hop
+    for a in range(0, length, EXCITATION_PIECE):
+        t = torch.arange(a, min(length, a + EXCITATION_PIECE), device=notes.device)
+        f0, f1 = max(0, a // hop - 1), min(amp.shape[-1], -(-t[-1].item() // hop) + 2)
+        keys = torch.nonzero(amp[..., f0:f1].amax(dim=(0, 2)) > 0)[:, 0]
+        if len(keys) == 0 or f0 >= f1:
+            continue
+        # frame position of each sample, for interpolating between frame centres
+        pos = ((t + 0.5 - centre[f0]) / hop).clamp(0, f1 - f0 - 1)
+        lo = pos.floor().long().clamp(max=max(0, f1 - f0 - 2))
+        w = (pos - lo).clamp(0, 1)
+        seg = amp[:, keys, f0:f1]  # (B, K, frames of the piece)
+        gain = seg[..., lo] * (1 - w) + seg[..., (lo + 1).clamp(max=f1 - f0 - 1)] * w
+        phase = 2 * torch.pi * ((freq[keys, None] * t.double() / sr) % 1.0)  # exact for long t
+        out[:, 0, a : a + len(t)] = (gain * torch.sin(phase.float())).sum(1)
+    return out.to(notes.dtype)
 
 
 FEATURES: dict[str, Feature] = {

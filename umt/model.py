@@ -7,7 +7,7 @@ from torch import nn
 
 from umt.audio import MU, mu_law_decode, mu_law_encode
 from umt.config import ModelConfig
-from umt.features import LATENT, NOTES
+from umt.features import EXCITATION, LATENT, NOTES, excitation
 from umt.nn.condition import Inputs, extract, has_note_head, reads_notes, resolve_inputs
 from umt.nn.decoders import build_decoder
 from umt.nn.notes import NoteHead
@@ -68,6 +68,8 @@ class UniversalTranslator(nn.Module):
             inputs[names[LATENT]] = z
         if NOTES in names:
             inputs[names[NOTES]] = notes
+        if EXCITATION in names:
+            inputs[names[EXCITATION]] = excitation(notes, x.shape[-1], self.cfg.notes.hop)
         return inputs
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from torch import nn
 
 from umt.config import ModelConfig
 from umt.errors import UmtError
-from umt.features import FEATURES, LATENT, NOTES
+from umt.features import EXCITATION, FEATURES, LATENT, NOTES
 from umt.labels import HOP as LABEL_HOP
 from umt.labels import KEYS
 
@@ -60,11 +60,16 @@ def resolve_inputs(cfg: ModelConfig) -> list[InputSpec]:
             if item.hop not in (0, hop) or item.channels not in (0, channels):
                 raise UmtError(f"input {item.name}: {item.feature} has hop {hop} and "
                                f"{channels} channels (set by the encoder and note head)")
+        elif item.feature == EXCITATION:
+            channels, hop = 1, 1
+            if not any(i.feature == NOTES for i in cfg.condition):
+                raise UmtError(f"input {item.name}: the excitation is made from the notes; "
+                               "add a notes input to model.condition")
         elif item.feature in FEATURES:
             feat = FEATURES[item.feature]
             channels, hop = item.channels or feat.channels, item.hop or feat.hop
         else:
-            known = ", ".join([LATENT, NOTES, *FEATURES])
+            known = ", ".join([LATENT, NOTES, EXCITATION, *FEATURES])
             raise UmtError(f"input {item.name}: unknown feature {item.feature!r} (known: {known})")
         if hop < 1:
             raise UmtError(f"input {item.name}: hop must be >= 1, got {hop}")
