@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pitch", choices=["head", "tracker"], default=None,
                    help="notes for a frame decoder: the model's note head or a pitch tracker "
                         "(torchcrepe; one line at a time); default: what the model recommends")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="the encoder's arithmetic: auto = bf16 where the hardware has it")
     p.add_argument("--eager", action="store_true",
                    help="skip the TorchScript generation loop (same output, slower)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
         translator = Translator.load(model, device, domains=targets, batch=args.batch,
                                      chunk_seconds=args.chunk_seconds, fast=not args.eager,
-                                     pitch=args.pitch)
+                                     pitch=args.pitch, precision=args.precision)
         written, failed = translate_all(translator, work.todo, args)
     skipped = f", {len(work.translations)} translations skipped" if work.translations else ""
     print(f"{written} written, {work.done} inputs already done, "

@@ -38,3 +38,24 @@ def resolve_device(device: str | torch.device = "auto", rank: int | None = None)
         return dev
     rank = int(os.environ.get("LOCAL_RANK", 0)) if rank is None else rank
     return torch.device("cuda", rank % torch.cuda.device_count())
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether to run under bf16 autocast: ``bf16``, or ``auto`` on CUDA or on a CPU with native
+    bf16 arithmetic (AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower than fp32).
+
+    Raises:
+        UserError: ``precision`` is not auto, bf16 or fp32.
+    """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise UserError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" or (device.type == "cpu" and native_bf16())
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic in hardware (AVX512-BF16 or AMX)."""
+    cpu = torch.cpu
+    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(cpu, "_is_amx_tile_supported", lambda: False)())

@@ -11,6 +11,17 @@ from umt.config import ModelConfig
 from umt.toy import make_toy_dataset
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fp32_on_every_cpu():
+    """``precision=auto`` means fp32 in tests on every machine (CI's CPU may lack bf16), so
+    exact comparisons hold everywhere; the tests of bf16 ask for it by name."""
+    import plumbing.device
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plumbing.device, "native_bf16", lambda: False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def toy_root(tmp_path_factory) -> Path:
     """Two toy instruments playing the same 5 two-second melodies."""

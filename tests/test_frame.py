@@ -256,3 +256,19 @@ def test_tracker_restrikes_a_repeated_note():
     notes = tracked_notes(wav, 100)[0]
     onsets = np.flatnonzero(notes[88 + 48].numpy())
     assert len(onsets) == 2 and abs(onsets[1] - 50) <= 2, onsets
+
+
+def test_tracking_every_other_frame_keeps_a_vibrato_melody():
+    from umt import tracker
+
+    t = np.arange(int(2.0 * SR)) / SR
+    base = np.where(t < 0.7, 440.0, np.where(t < 1.3, 523.25, 392.0))  # three notes
+    f = base * 2 ** (0.3 / 12 * np.sin(2 * np.pi * 6 * t))  # 6 Hz vibrato, 30 cents deep
+    wav = (0.3 * np.sin(2 * np.pi * np.cumsum(f) / SR)).astype(np.float32)
+    fine, coarse = tracker.track_pitch(wav), tracker.track_pitch(wav, step=2)
+    assert len(coarse.f0) == len(fine.f0) == len(wav) // 160 + 1
+    both = fine.voiced & coarse.voiced
+    assert both.sum() > 0.9 * fine.voiced.sum()
+    cents = np.abs(1200 * np.log2(coarse.f0[both] / fine.f0[both]))
+    assert np.percentile(cents, 95) < 15, np.percentile(cents, [50, 95, 100])
+    assert np.mean(tracker.hz_to_midi(coarse.f0[both]) == tracker.hz_to_midi(fine.f0[both])) > 0.97

@@ -253,3 +253,15 @@ def test_translate_files_packs_files_and_gives_each_what_decode_gives_alone(tmp_
         assert r.rate == rate and np.array_equal(r.input, wav)
         alone = tr(wav, SR, r.to, seed=7).numpy()
         assert r.audio.dtype == np.float32 and np.array_equal(r.audio, alone), (r.src, r.to)
+
+
+def test_a_bf16_encoder_stays_close_to_fp32(translator):
+    wav = _melody(0.75)
+    z32 = translator.encode(wav, SR).z
+    bf16 = Translator(translator.model, "cpu", precision="bf16")
+    assert bf16.bf16 and not translator.bf16
+    z16 = bf16.encode(wav, SR).z
+    assert z16.dtype == torch.float32 and z16.shape == z32.shape
+    assert (z16 - z32).norm() / z32.norm() < 0.02
+    with pytest.raises(UmtError, match="precision"):
+        Translator(translator.model, "cpu", precision="fp16")

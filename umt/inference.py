@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plumbing.device import resolve_device  # the one resolver; callers import it from here
+from plumbing.device import resolve_device, use_bf16  # callers import resolve_device from here
 from umt.audio import SAMPLE_RATE, resample
 from umt.checkpoint import check_instruments, export_defaults, load_export
 from umt.errors import UmtError
@@ -99,6 +99,9 @@ class Translator:
             encoder) or ``tracker`` (torchcrepe's f0, one line: :mod:`umt.tracker`).
         temperature: Sampling temperature when a call gives none (1 = the model's
             distribution, 0 = greedy).
+        precision: The encoder and note head's arithmetic: ``auto`` (bf16 autocast where the
+            hardware has it: CUDA, AVX512-BF16 or AMX CPUs; 6x faster on this project's CPU,
+            latents within 0.4 %), ``bf16`` or ``fp32``. Decoders always run in float32.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class Translator:
         fast: bool = True,
         pitch: str = "head",
         temperature: float = 1.0,
+        precision: str = "auto",
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -131,6 +135,7 @@ class Translator:
         if temperature < 0:
             raise UmtError(f"temperature must be >= 0, not {temperature}")
         self.temperature = temperature
+        self.bf16 = use_bf16(precision, self.device)
 
     @classmethod
     def load(
@@ -187,7 +192,9 @@ class Translator:
                 f1 = min(frames, f0 + ENCODER_WINDOW_FRAMES)
                 a, b = max(0, f0 * pool - margin), min(T, f1 * pool + margin)
                 # (1, D, frames of the window), (1, 176, note frames of the window) or None
-                z, logits = self.model.encode_notes(x[a:b].unsqueeze(0), notes=head)
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+                    z, logits = self.model.encode_notes(x[a:b].unsqueeze(0), notes=head)
+                z, logits = z.float(), None if logits is None else logits.float()
                 parts.append(z[..., f0 - a // pool : f1 - a // pool])
                 if head:
                     first = (f0 * pool - a) // hop
