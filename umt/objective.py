@@ -7,6 +7,8 @@ target instrument's render of the same notes (paired training on a data.synth bu
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -14,8 +16,11 @@ import torch
 from torch import nn
 
 from umt.config import DataConfig
+from umt.errors import UmtError
 from umt.model import UniversalTranslator
 from umt.nn.notes import labels_as_input, note_loss
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,18 +104,28 @@ class GeneratorLoss(nn.Module):
 
 def paired_samplers(d: DataConfig, cache: Path, domains: list[str], seed: int,
                     val_seed: int) -> tuple[object, object]:
-    """Training and validation samplers of labelled (and, with ``d.paired``, paired) segments
-    from a data.synth build.
+    """Training and validation samplers of labelled (and, with ``d.paired``, paired) segments:
+    from a data.synth build its MIDI and pairs, from any other folder the pitch tracker's notes
+    of each file (one line per file; no pairs).
 
     Raises:
-        UmtError: ``d.root`` is not a data.synth build (it has no MIDI to label from).
+        UmtError: a data.synth build that does not match its cache or lacks MIDI files, or
+            ``d.paired`` on a folder that is not a build.
     """
-    from umt.pairs import PairedSampler
+    from umt.pairs import PairedSampler, folder_sampler, is_build
 
     common = {"domains": domains, "segment": d.segment, "silence_db": d.silence_db,
               "shift_semitones": d.shift_semitones, "paired": d.paired}
-    train = PairedSampler.from_build(d.root, cache, "train", batch_per_domain=d.batch_per_domain,
-                                     seed=seed, augment=d.augment, **common)
-    val = PairedSampler.from_build(d.root, cache, "val", batch_per_domain=d.val_segments,
-                                   seed=val_seed, augment=False, **common)
+    if is_build(d.root):
+        make = functools.partial(PairedSampler.from_build, d.root, cache)
+    elif d.paired > 0:
+        raise UmtError(f"data.paired needs a data.synth build (renders of the same notes); "
+                       f"{d.root} is not one: set data.paired=0")
+    else:
+        log.warning("%s is no data.synth build: note labels come from the pitch tracker (one "
+                    "line per file)", d.root)
+        make = functools.partial(folder_sampler, cache)
+    train = make("train", batch_per_domain=d.batch_per_domain, seed=seed, augment=d.augment,
+                 **common)
+    val = make("val", batch_per_domain=d.val_segments, seed=val_seed, augment=False, **common)
     return train, val

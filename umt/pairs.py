@@ -221,6 +221,41 @@ class PairedSampler:
                    segment, batch_per_domain, **options)
 
 
+def folder_sampler(cache: str | Path, split: str, domains: list[str], segment: int,
+                   batch_per_domain: int, device: str = "cpu", **options: Any) -> PairedSampler:
+    """A labelled sampler over a folder without MIDI: every cached file is its own piece,
+    played by its own instrument only (no pairs), with the tracker's notes as its labels
+    (:func:`umt.tracked.tracked_labels`, tracked once per file).
+
+    Args:
+        cache: The folder :func:`umt.data.build_cache` returned.
+        split, domains, segment, batch_per_domain, **options: As for
+            :meth:`PairedSampler.from_build`.
+        device: Torch device for the tracker.
+    """
+    from umt.tracked import tracked_labels
+
+    labels = tracked_labels(cache, split, domains, device)
+    names, notes, rows = [], [], []
+    for k, domain in enumerate(domains):
+        for i, file_notes in enumerate(labels[domain]):
+            names.append(f"{domain}/{i}")
+            notes.append(file_notes)
+            rows.append([i if j == k else -1 for j in range(len(domains))])
+    audio_map = open_cache(cache, split)
+    return PairedSampler({d: audio_map[d] for d in domains}, list(domains), names, notes,
+                         np.array(rows, np.int64), segment, batch_per_domain, **options)
+
+
+def is_build(root: str | Path) -> bool:
+    """Whether ``root`` is a data.synth build (a manifest whose pieces name their MIDI)."""
+    try:
+        _build_pieces(Path(root))
+    except UmtError:
+        return False
+    return True
+
+
 def _build_pieces(root: Path) -> dict[str, dict]:
     """The ``pieces`` table of a data.synth manifest; the one-line error when there is none."""
     path = root / "manifest.json"

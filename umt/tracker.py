@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from umt.audio import SAMPLE_RATE
-from umt.labels import HOP, KEYS, LOWEST  # 10 ms frames: CREPE's native step, as the labels
+from umt.labels import HOP, KEYS, LOWEST, Notes  # 10 ms frames: CREPE's native step, as the labels
 
 FMIN, FMAX = 50.0, 2000.0
 # Frames this far below the clip's loudest frame are unvoiced whatever CREPE says: synth tails.
@@ -100,12 +100,37 @@ MIN_FRAMES = 3  # a pitch must hold this long to count as a note (shorter: track
 NOTES_STEP = 2
 
 
-def tracked_notes(wav: np.ndarray, frames: int, device: str = "cpu") -> torch.Tensor:
-    """Notes of a single line from the tracker, as the ``notes`` input of a frame decoder.
+def frame_keys(wav: np.ndarray, frames: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """The tracker's key per frame and the frames where a note starts, for a single line.
 
     Each voiced frame's f0 is rounded to the nearest key; a key held for fewer than
-    ``MIN_FRAMES`` frames takes its neighbours' key (jitter); an onset is marked where the
-    voicing starts, the key changes, or the signal has an onset (a repeated note).
+    ``MIN_FRAMES`` frames takes its neighbours' key (jitter); a note starts where the voicing
+    starts, the key changes, or the signal has an onset (a repeated note).
+
+    Args:
+        wav: (T,) audio at 16 kHz, one line.
+        frames: Frames wanted (``ceil(T / 160)``).
+        device: Torch device for the tracker.
+
+    Returns:
+        key: (frames,) int key index 0..87 (MIDI - 21), -1 where nothing sounds.
+        starts: (S,) sorted frames where a note starts (each with ``key >= 0``).
+    """
+    track = track_pitch(wav, device, NOTES_STEP)
+    key = hz_to_midi(track.f0) - LOWEST
+    key[~track.voiced | (key < 0) | (key >= KEYS)] = -1
+    key = _smooth(np.pad(key, (0, max(0, frames - len(key))), constant_values=-1)[:frames])
+    f = np.flatnonzero(key >= 0)
+    changed = (f == 0) | (np.concatenate([[-1], key[:-1]])[f] != key[f])
+    # A repeated note keeps its key: the strike comes from the signal's onsets (piano decoders
+    # must restrike it).
+    struck = np.isin(f, onset_frames(wav))
+    return key, f[changed | struck]
+
+
+def tracked_notes(wav: np.ndarray, frames: int, device: str = "cpu") -> torch.Tensor:
+    """Notes of a single line from the tracker (:func:`frame_keys`), as the ``notes`` input of
+    a frame decoder.
 
     Args:
         wav: (T,) audio at 16 kHz, one line.
@@ -115,20 +140,26 @@ def tracked_notes(wav: np.ndarray, frames: int, device: str = "cpu") -> torch.Te
     Returns:
         (1, 176, frames) float: 88 activity then 88 onset flags.
     """
-    track = track_pitch(wav, device, NOTES_STEP)
-    key = hz_to_midi(track.f0) - LOWEST
-    key[~track.voiced | (key < 0) | (key >= KEYS)] = -1
-    key = _smooth(np.pad(key, (0, max(0, frames - len(key))), constant_values=-1)[:frames])
+    key, starts = frame_keys(wav, frames, device)
     out = torch.zeros(1, 2 * KEYS, frames)
     f = np.flatnonzero(key >= 0)
     out[0, key[f], f] = 1
-    changed = (f == 0) | (np.concatenate([[-1], key[:-1]])[f] != key[f])
-    # A repeated note keeps its key: the strike comes from the signal's onsets (piano decoders
-    # must restrike it).
-    struck = np.isin(f, onset_frames(wav))
-    starts = f[changed | struck]
     out[0, KEYS + key[starts], starts] = 1
     return out
+
+
+def note_list(key: np.ndarray, starts: np.ndarray) -> Notes:
+    """The notes that :func:`frame_keys`' output describes: each from a start frame to the next
+    start or the end of its key's run.
+
+    Times sit a thousandth of a frame inside the note's first and last frames, so that
+    :func:`umt.labels.note_frames` gives back exactly these frames (float rounding aside).
+    """
+    ends = np.flatnonzero(np.diff(np.concatenate([key, [-1]])) != 0) + 1  # run ends, exclusive
+    stop = np.minimum(ends[np.searchsorted(ends, starts, side="right")],
+                      np.concatenate([starts[1:], [len(key)]]))
+    sec = HOP / SAMPLE_RATE
+    return Notes((starts + 1e-3) * sec, (stop - 1e-3) * sec, key[starts].astype(np.int64) + LOWEST)
 
 
 def onset_frames(wav: np.ndarray, delta: float = 0.2, wait: int = 8) -> np.ndarray:
