@@ -23,6 +23,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="temperature of timing tokens (bar, position, duration, ...)")
     p.add_argument("--top-k", type=int, default=0, help="0: off")
     p.add_argument("--top-p", type=float, default=0.95, help="1.0: off")
+    p.add_argument("--render", metavar="OUT.wav",
+                   help="also play the output through a SoundFont (fluidsynth): 16 kHz wav")
+    p.add_argument("--soundfont", metavar="NAME|PATH",
+                   help="SoundFont of --render: fluidr3 (default), timgm6mb, musescore or a "
+                        ".sf2/.sf3 file")
+    p.add_argument("--plot", metavar="OUT.png",
+                   help="also draw the input and the output as piano rolls (new notes in red)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,9 +66,16 @@ def run_generate(args: argparse.Namespace) -> str:
     from symbolic.midi_io import read_midi, select_track, write_midi
 
     # Validate before the heavy imports, so bad input fails in a blink.
-    score = read_midi(args.input)
+    score = given = read_midi(args.input)
     if args.command in ("harmonize", "melody"):
-        select_track(score, args.track, "melody" if args.command == "harmonize" else "chords")
+        role = "melody" if args.command == "harmonize" else "chords"
+        given = select_track(score, args.track, role)  # what the model sees: the plot's input
+    path = args.output or str(Path(args.input).with_suffix(f".{args.command}.mid"))
+    views = None
+    if args.render or args.plot or args.soundfont:
+        from symbolic.render import Views
+
+        views = Views.prepare(path, args.render, args.plot, args.soundfont)
     from symbolic.api import Composer
     from symbolic.sample import SampleConfig
 
@@ -75,9 +89,12 @@ def run_generate(args: argparse.Namespace) -> str:
         out = composer.melody(score, args.track, sample)
     else:
         out = composer.remix(score, args.keep, sample)
-    path = args.output or str(Path(args.input).with_suffix(f".{args.command}.mid"))
     write_midi(out, path)
-    return f"wrote {path} ({out.note_num()} notes)"
+    line = f"wrote {path} ({out.note_num()} notes)"
+    if views:
+        line += views.write(given, out, (f"input: {Path(args.input).name}",
+                                         f"output: {args.command}"))
+    return line
 
 
 def run_train(overrides: list[str]) -> str:
