@@ -28,6 +28,13 @@ class ModelConfig:
         seg_len: decoder segment length; memory carries across segments.
         mem_len: tokens of memory kept per layer.
         max_rel: relative distances beyond this share one learned bias.
+        attention: relative positions of the decoder's self-attention: ``rel_bias`` (a learned
+            per-head bias by distance, clipped at ``max_rel``) or ``txl`` (Transformer-XL:
+            sinusoidal distance encodings, ``W_r`` and the biases ``u``, ``v``). The encoder
+            always uses ``rel_bias``.
+        bar_attention: Museformer-style decoder self-attention: full attention to the own bar
+            (causal) and the bars ``bar_offsets`` back, one summary of every other earlier bar.
+        bar_offsets: structure-related bars, in bars back from the query's bar.
         vocab_size: set from the tokenizer at build time.
         n_pos: number of Position tokens (set from the tokenizer).
     """
@@ -42,6 +49,9 @@ class ModelConfig:
     seg_len: int = 128
     mem_len: int = 128
     max_rel: int = 256
+    attention: str = "rel_bias"
+    bar_attention: bool = False
+    bar_offsets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 12, 16, 24, 32])
     vocab_size: int = 0
     n_pos: int = 0
 

@@ -7,69 +7,44 @@
 - ``encode`` then ``decode(enc=...)``: encoder-decoder for melody->chords and chords->melody.
 
 Every token embedding is summed with a bar/beat position embedding (position in bar, bar mod 4).
+The decoder's self-attention has options (``ModelConfig.attention``, ``bar_attention``; see
+:mod:`symbolic.attention`); the encoder always uses the learned relative bias.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from plumbing.errors import UserError
+from symbolic.attention import (
+    ATTENTIONS,
+    Attention,
+    Layout,
+    RelativeBias,
+    RelPositionAttention,
+    absolute_bars,
+    bar_layout,
+    causal_bias,
+    sinusoid,
+)
 from symbolic.config import ModelConfig
 
-# Per-layer memory of the decoder: (keys, values), each (B, H, M, Dh).
-Memory = list[tuple[Tensor, Tensor]]
+__all__ = ["Attention", "Block", "Memory", "MusicTransformer", "RelativeBias", "count_params",
+           "trim_memory"]
 
-
-class RelativeBias(nn.Module):
-    """Learned per-head bias by signed relative distance, clipped at ``max_rel``."""
-
-    def __init__(self, n_heads: int, max_rel: int):
-        super().__init__()
-        self.max_rel = max_rel
-        self.table = nn.Embedding(2 * max_rel + 1, n_heads)
-
-    def forward(self, q_pos: Tensor, k_pos: Tensor) -> Tensor:
-        """Bias for queries at ``q_pos`` (Tq,) and keys at ``k_pos`` (Tk,): (1, H, Tq, Tk)."""
-        rel = (q_pos[:, None] - k_pos[None, :]).clamp(-self.max_rel, self.max_rel) + self.max_rel
-        return self.table(rel).permute(2, 0, 1).unsqueeze(0)
-
-
-class Attention(nn.Module):
-    """Multi-head attention whose keys/values may come from another sequence or a cache."""
-
-    def __init__(self, d_model: int, n_heads: int):
-        super().__init__()
-        self.n_heads = n_heads
-        self.q = nn.Linear(d_model, d_model)
-        self.kv = nn.Linear(d_model, 2 * d_model)
-        self.out = nn.Linear(d_model, d_model)
-
-    def split(self, x: Tensor) -> Tensor:
-        B, T, D = x.shape
-        return x.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
-
-    def kv_of(self, src: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys and values of ``src`` (B, S, D): two (B, H, S, Dh)."""
-        k, v = self.kv(src).chunk(2, dim=-1)
-        return self.split(k), self.split(v)
-
-    def forward(self, x: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
-        """Attends ``x`` (B, T, D) to ``k``/``v`` (B, H, S, Dh); ``bias`` adds to the logits."""
-        q = self.split(self.q(x))
-        # No dropout on attention weights: sampling a (B, H, T, S) mask dominated CPU step time.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        B, H, T, Dh = y.shape
-        return self.out(y.transpose(1, 2).reshape(B, T, H * Dh))
+# Per-layer memory of the decoder: (keys, values), each (B, H, M, Dh); with bar attention a third
+# entry (B, M) holds the bar index of every memory position (the same tensor in every layer).
+Memory = list[tuple[Tensor, ...]]
 
 
 class Block(nn.Module):
     """Pre-norm block: self-attention, optional cross-attention, feed-forward."""
 
-    def __init__(self, cfg: ModelConfig, cross: bool):
+    def __init__(self, cfg: ModelConfig, cross: bool, txl: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.d_model)
-        self.attn = Attention(cfg.d_model, cfg.n_heads)
+        self.attn = (RelPositionAttention if txl else Attention)(cfg.d_model, cfg.n_heads)
         self.cross = Attention(cfg.d_model, cfg.n_heads) if cross else None
         self.norm_c = nn.LayerNorm(cfg.d_model) if cross else None
         self.norm2 = nn.LayerNorm(cfg.d_model)
@@ -77,7 +52,7 @@ class Block(nn.Module):
                                 nn.Linear(cfg.d_ff, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, bias: Tensor, mem: tuple[Tensor, Tensor] | None = None,
+    def forward(self, x: Tensor, layout: Layout, mem: tuple[Tensor, ...] | None = None,
                 enc: Tensor | None = None, enc_bias: Tensor | None = None,
                 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Returns the new hidden state (B, T, D) and this layer's keys/values incl. memory."""
@@ -85,10 +60,10 @@ class Block(nn.Module):
         k, v = self.attn.kv_of(h)
         if mem is not None:
             k, v = torch.cat([mem[0], k], dim=2), torch.cat([mem[1], v], dim=2)
-        x = x + self.drop(self.attn(h, k, v, bias))
+        x = x + self.drop(self.attn(h, k, v, layout))
         if enc is not None and self.cross is not None:
             ek, ev = self.cross.kv_of(enc)
-            x = x + self.drop(self.cross(self.norm_c(x), ek, ev, enc_bias))
+            x = x + self.drop(self.cross(self.norm_c(x), ek, ev, Layout(enc_bias)))
         x = x + self.drop(self.ff(self.norm2(x)))
         return x, (k, v)
 
@@ -109,14 +84,19 @@ class MusicTransformer(nn.Module):
         super().__init__()
         if cfg.vocab_size <= 0 or cfg.n_pos <= 0:
             raise ValueError("ModelConfig.vocab_size and n_pos must be set from the tokenizer")
+        if cfg.attention not in ATTENTIONS:
+            raise UserError(f"model.attention={cfg.attention!r}: use {' or '.join(ATTENTIONS)}")
         self.cfg = cfg
+        self.txl = cfg.attention == "txl"
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos_emb = nn.Embedding(cfg.n_pos + 1, cfg.d_model)  # last slot: no Position yet in bar
         self.bar_emb = nn.Embedding(4, cfg.d_model)
         self.enc_bias = RelativeBias(cfg.n_heads, cfg.max_rel)
-        self.dec_bias = RelativeBias(cfg.n_heads, cfg.max_rel)
+        # Transformer-XL attention carries its own position terms: no learned decoder bias table.
+        self.dec_bias = None if self.txl else RelativeBias(cfg.n_heads, cfg.max_rel)
         self.encoder = nn.ModuleList(Block(cfg, cross=False) for _ in range(cfg.enc_layers))
-        self.decoder = nn.ModuleList(Block(cfg, cross=True) for _ in range(cfg.dec_layers))
+        self.decoder = nn.ModuleList(Block(cfg, cross=True, txl=self.txl)
+                                     for _ in range(cfg.dec_layers))
         self.enc_norm = nn.LayerNorm(cfg.d_model)
         self.dec_norm = nn.LayerNorm(cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
@@ -154,7 +134,7 @@ class MusicTransformer(nn.Module):
         if pad_bias is not None:
             bias = bias + pad_bias
         for block in self.encoder:
-            x, _ = block(x, bias)
+            x, _ = block(x, Layout(bias))
         return self.enc_norm(x)
 
     def decode(self, ids: Tensor, pos: Tensor, bar: Tensor, mem: Memory | None = None,
@@ -170,27 +150,48 @@ class MusicTransformer(nn.Module):
 
         Returns:
             hidden: (B, T, D) normed hidden states.
-            new_mem: per-layer keys/values of memory + this segment, (B, H, M + T, Dh), detached.
+            new_mem: per-layer keys/values of memory + this segment, (B, H, M + T, Dh), detached
+                (with bar attention also the (B, M + T) bar indices).
         """
-        T = ids.shape[1]
-        M = 0 if not mem else mem[0][0].shape[2]
         x = self.embed(ids, pos, bar)
-        q_pos = torch.arange(M, M + T, device=ids.device)
-        k_pos = torch.arange(M + T, device=ids.device)
-        causal = torch.zeros(T, M + T, device=ids.device)
-        causal = causal.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf"))
-        bias = self.dec_bias(q_pos, k_pos) + causal
-        enc_bias = _pad_bias(enc_pad, T)
+        layout, k_bar = self._dec_layout(bar, mem)
+        enc_bias = _pad_bias(enc_pad, ids.shape[1])
         new_mem: Memory = []
         for i, block in enumerate(self.decoder):
-            x, kv = block(x, bias, mem[i] if mem else None, enc, enc_bias)
-            new_mem.append((kv[0].detach(), kv[1].detach()))
+            x, kv = block(x, layout, mem[i] if mem else None, enc, enc_bias)
+            new_mem.append((kv[0].detach(), kv[1].detach(), *k_bar))
         return self.dec_norm(x), new_mem
+
+    def _dec_layout(self, bar: Tensor, mem: Memory | None) -> tuple[Layout, tuple[Tensor, ...]]:
+        """The decoder self-attention's layout for a segment with bar input ``bar`` (B, T).
+
+        Returns:
+            The layout shared by all layers, and ``(k_bar,)`` (B, M + T) with bar attention
+            (what memory keeps), else ``()``.
+        """
+        T, dev = bar.shape[1], bar.device
+        M = 0 if not mem else mem[0][0].shape[2]
+        bias = causal_bias(T, M, dev)
+        rel = None
+        if self.txl:
+            rel = sinusoid(torch.arange(M + T - 1, -1, -1, device=dev), self.cfg.d_model)
+        else:
+            bias = self.dec_bias(torch.arange(M, M + T, device=dev),
+                                 torch.arange(M + T, device=dev)) + bias
+        if not self.cfg.bar_attention:
+            return Layout(bias, rel), ()
+        q_bar = absolute_bars(bar, mem[0][2][:, -1] if mem else None)
+        k_bar = torch.cat([mem[0][2], q_bar], dim=1) if mem else q_bar
+        token_bias, summaries = bar_layout(q_bar, k_bar, self.cfg.bar_offsets, M)
+        return Layout(bias + token_bias, rel, summaries), (k_bar,)
 
 
 def trim_memory(mem: Memory, keep: int) -> Memory:
-    """Keeps the last ``keep`` positions of every layer's memory."""
-    return [(k[:, :, -keep:], v[:, :, -keep:]) for k, v in mem] if keep > 0 else []
+    """Keeps the last ``keep`` positions of every layer's memory (and of its bar indices)."""
+    if keep <= 0:
+        return []
+    return [(k[:, :, -keep:], v[:, :, -keep:], *(b[:, -keep:] for b in rest))
+            for k, v, *rest in mem]
 
 
 def count_params(model: nn.Module) -> int:

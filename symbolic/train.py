@@ -178,7 +178,9 @@ def resume(s: Session) -> bool:
     if not s.state_path.exists():
         return False
     state = load_state(s.state_path)
-    if state["config"]["model"] != to_dict(s.cfg.model):
+    # Through the dataclass: a state saved before a model field existed gets its default.
+    saved = to_dict(to_dataclass(ModelConfig, state["config"]["model"]))
+    if saved != to_dict(s.cfg.model):
         raise UserError(f"{s.state_path} was trained with another model config; "
                         "use a new trainer.run_dir")
     s.model.load_state_dict(state["model"])

@@ -89,6 +89,22 @@ def test_train_command_resumes(cache_dir, tmp_path, tiny_overrides):
     assert (run / "export.pt").is_file()
 
 
+def test_a_state_from_before_the_attention_options_resumes(cache_dir, tmp_path, tiny_overrides):
+    import torch
+
+    from symbolic.checkpoint import STATE_NAME
+
+    run = tmp_path / "run"
+    assert main(["train", *tiny_overrides(cache_dir, run, 2)]) == 0
+    path = next(run.rglob(STATE_NAME))
+    state = torch.load(path, weights_only=True)
+    for key in ("attention", "bar_attention", "bar_offsets"):  # as written before they existed
+        del state["config"]["model"][key]
+    torch.save(state, path)
+    assert main(["train", *tiny_overrides(cache_dir, run, 3)]) == 0
+    assert "step 3 " in (run / "log.txt").read_text().splitlines()[-1]
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "symbolic", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
