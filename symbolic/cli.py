@@ -1,4 +1,4 @@
-"""Command line: ``python -m symbolic continue|harmonize|melody|remix|train|eval``.
+"""Command line: ``python -m symbolic continue|harmonize|melody|remix|train|eval|corpus``.
 
 A thin wrapper over ``symbolic.api``; bad input ends with one ``error:`` line and exit status 2.
 """
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test pieces for the chord and remix metrics (0: all)")
     p.add_argument("--prompts", type=int, default=8, help="continuation prompts")
     p.add_argument("--seed", type=int, default=0)
+    from symbolic.corpus import add_parser as add_corpus  # light: heavy imports are inside
+
+    add_corpus(sub)
     return parser
 
 
@@ -131,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             print(run_generate(args))
         elif args.command == "train":
             print(run_train(args.overrides))
+        elif args.command == "corpus":
+            from symbolic.corpus import run_cli
+
+            print(run_cli(args))
         else:
             print(run_eval(args))
     except (UserError, ValueError, FileNotFoundError) as err:

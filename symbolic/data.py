@@ -69,7 +69,7 @@ def midi_paths(cfg: DataConfig) -> tuple[str, list[Path]]:
         paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
         key = "folder_" + hashlib.md5(str(root.resolve()).encode()).hexdigest()[:10]
         return key, paths[: cfg.limit] if cfg.limit else paths
-    raise UserError(f"data.source must be 'chorales' or 'folder', got {cfg.source!r}")
+    raise UserError(f"data.source must be 'chorales', 'folder' or 'corpus', got {cfg.source!r}")
 
 
 def make_manifest(names: list[str], val: float, test: float) -> dict[str, list[str]]:
@@ -83,6 +83,10 @@ def make_manifest(names: list[str], val: float, test: float) -> dict[str, list[s
 
 def load_pieces(cfg: DataConfig, tokenizer: REMI) -> dict[str, list[Piece]]:
     """Tokenizes every piece once (cached) and returns them by split of the manifest."""
+    if cfg.source == "corpus":  # the token cache of `python -m symbolic corpus`
+        from symbolic.corpus import load_corpus
+
+        return load_corpus(cfg)
     key, paths = midi_paths(cfg)
     if not paths:
         raise UserError(f"no MIDI files found for data.source={cfg.source!r} root={cfg.root!r}")
@@ -141,9 +145,13 @@ class TaskBatcher:
         self.pad = table.id("PAD_None")
         self.bos, self.eos = table.id("BOS_None"), table.id("EOS_None")
         self.mask = table.id("MASK_None")
+        # Tunes without harmony (folk melodies) train lm/mlm only; seq2seq draws from the rest.
+        harmonised = [p for p in pieces if (table.kind[p.harmony] == K_PITCH).any()]
+        self.harmonised = harmonised or pieces
 
-    def _piece(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        p = self.pieces[self.rng.integers(len(self.pieces))]
+    def _piece(self, pool: list[Piece] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pool = self.pieces if pool is None else pool
+        p = pool[self.rng.integers(len(pool))]
         if not self.augment or self.data.transpose == 0:
             return p.full, p.melody, p.harmony
         for _ in range(4):
@@ -201,7 +209,7 @@ class TaskBatcher:
         task = self.table.id("ToHarmony_None" if to_harmony else "ToMelody_None")
         srcs, tgts = [], []
         for _ in range(batch):
-            _, mel, har = self._piece()
+            _, mel, har = self._piece(self.harmonised)
             src, tgt = window_pair(mel, har, self.table, self.data.window_bars, self.rng)
             if not to_harmony:
                 src, tgt = tgt, src
