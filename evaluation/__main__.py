@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=None,
                     help="the model's sampling temperature (0 = greedy; default: the model's)")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="folder for the timbre classifier trained on --data (default: OUT/cache);"
+                         " evaluations of one dataset can share it")
     ap.add_argument("--pitch", choices=["head", "tracker"], default=None,
                     help="notes for a frame decoder: the model's note head or the pitch tracker "
                          "(default: what the model recommends)")
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             model_id = f"{args.model.resolve()}:{st.st_size}:{st.st_mtime_ns}:{args.pitch}"
         cfg = EvalConfig(data=args.data, out=args.out, pairs=args.pairs, n=args.n,
                          seconds=args.seconds, seed=args.seed, temperature=args.temperature,
-                         device=args.device, model_id=model_id)
+                         device=args.device, model_id=model_id, cache=args.cache)
         report = evaluate(translator, cfg)
     except (UmtError, UserError) as err:  # one type once UmtError aliases UserError
         print(f"error: {err}", file=sys.stderr)

@@ -7,6 +7,9 @@ set -euo pipefail
 data=$1 out=$2
 shift 2
 minutes=${MINUTES:-12}
+# STEPS=N: a budget of N steps instead of minutes (rows compared while other jobs share the CPU)
+budget=(trainer.max_minutes="$minutes")
+[[ -n ${STEPS:-} ]] && budget=(trainer.max_minutes=0 trainer.max_steps="$STEPS")
 py=${PYTHON:-.venv/bin/python}
 for row in "$@"; do
   case $row in
@@ -21,7 +24,7 @@ for row in "$@"; do
   # the row's own settings come last: they override the common ones
   OMP_NUM_THREADS=2 "$py" -m umt.train data.root="$data" data.cache_dir="$data/../cache" \
     data.segment=16000 data.batch_per_domain=2 data.paired=0.5 data.val_segments=2 \
-    trainer.threads=2 trainer.device=cpu trainer.precision=bf16 trainer.max_minutes="$minutes" \
+    trainer.threads=2 trainer.device=cpu trainer.precision=bf16 "${budget[@]}" \
     trainer.checkpoint_every=100 trainer.val_every=200 trainer.log_every=20 trainer.progress=false \
     "${args[@]}" hydra.run.dir="$out/$row"
   pitch=()

@@ -10,6 +10,7 @@ inst=(piano violin cello flute trumpet)
 pairs=$(for a in "${inst[@]}"; do for b in "${inst[@]}"; do [[ $a != "$b" ]] && echo -n "$a:$b,"; done; done)
 for row in "$@"; do
   "$py" -m evaluation --model "$runs/$row.pt" --data "$data" --pairs "${pairs%,}" -n "${N:-1}" \
-    --seconds 4 --out "$runs/eval_$row" 2>/dev/null | tail -n 3
+    --seconds 4 --out "$runs/eval_$row" \
+    --cache "$runs/eval_cache" 2>/dev/null | tail -n 3
 done
 "$py" scripts/ablation_table.py "$runs" "$@"
