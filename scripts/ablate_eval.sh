@@ -7,7 +7,10 @@ data=$1 runs=$2
 shift 2
 py=${PYTHON:-.venv/bin/python}
 inst=(piano violin cello flute trumpet)
-pairs=$(for a in "${inst[@]}"; do for b in "${inst[@]}"; do [[ $a != "$b" ]] && echo -n "$a:$b,"; done; done)
+pairs=""
+for a in "${inst[@]}"; do for b in "${inst[@]}"; do
+  if [[ $a != "$b" ]]; then pairs+="$a:$b,"; fi
+done; done
 for row in "$@"; do
   "$py" -m evaluation --model "$runs/$row.pt" --data "$data" --pairs "${pairs%,}" -n "${N:-1}" \
     --seconds 4 --out "$runs/eval_$row" \

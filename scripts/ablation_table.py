@@ -1,8 +1,8 @@
 """Print the decoder study's table (docs/ablation.md) from each row's run and evaluation.
 
 Usage: python scripts/ablation_table.py RUNS ROW...   (RUNS/ROW: the run, RUNS/eval_ROW: its
-``python -m evaluation`` output). Training speed is the run's last logged audio seconds per
-second; steps and training minutes come from its checkpoint.
+``python -m evaluation`` output). Steps, training minutes and the training speed (audio seconds
+of every step's segments per second of training time) come from the run's checkpoint.
 """
 
 from __future__ import annotations
@@ -14,14 +14,6 @@ from pathlib import Path
 import torch
 
 
-def _speed(run: Path) -> float:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run / "tb"))
-    acc.Reload()
-    return acc.Scalars("speed/audio_s_per_s")[-1].value
-
-
 def row(runs: Path, name: str) -> str:
     """One Markdown row: the model's held-out scores, its reconstruction's RPA, its budget."""
     report = json.loads((runs / f"eval_{name}" / "report.json").read_text())
@@ -30,10 +22,13 @@ def row(runs: Path, name: str) -> str:
     below = sum(p["model"]["mel_db"] < p["identity"]["mel_db"] for p in pairs)
     state = torch.load(runs / name / "checkpoints" / "last.pt", weights_only=True,
                        map_location="cpu")
-    minutes = state.get("train_seconds", float("nan")) / 60
+    seconds = state.get("train_seconds", float("nan"))
+    data = state["config"]["data"]
+    audio_s = state["step"] * data["batch_per_domain"] * len(state["domains"]) * data["segment"]
+    speed = audio_s / 16_000 / seconds
     return (f"| {name} | {m['rpa']:.3f} | {m['target_prob']:.3f} | {m['mel_db']:.2f} | "
-            f"{below}/{len(pairs)} | {rec['rpa']:.3f} | {_speed(runs / name):.2f} | "
-            f"{state['step']} | {minutes:.1f} |")
+            f"{below}/{len(pairs)} | {rec['rpa']:.3f} | {speed:.2f} | "
+            f"{state['step']} | {seconds / 60:.1f} |")
 
 
 def main() -> None:
