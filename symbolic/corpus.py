@@ -6,8 +6,8 @@ interrupted build keeps what it finished, a rerun parses only the rest, and a pa
 is recorded ``skipped`` (``failed``: it raised; ``empty``: no notes), not retried unless asked.
 Each build ends by consolidating the records into ``OUT/tokens.pt`` (duplicates dropped) and
 ``OUT/manifest.json`` (every item's status and why; each piece's work and split, by work).
-Tokens: the one tokeniser (:mod:`symbolic.tokens`) and the voice rule of :mod:`symbolic.data`
-(first track = melody); a one-part tune's chord symbols become its harmony track. Heavy modules
+Tokens: the one tokeniser and its voice rule (:func:`symbolic.tokens.split_voices`: first track
+= melody); a one-part tune's chord symbols become its harmony track. Heavy modules
 are imported inside functions: ``symbolic.cli`` imports this module to build its parser.
 """
 from __future__ import annotations
@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plumbing.atomic import atomic_text, atomic_torch_save
-from plumbing.errors import UserError
 from symbolic.corpus_sources import (
     COLLECTIONS,
     SPLITS,
@@ -40,7 +39,7 @@ from symbolic.corpus_sources import (
 )
 
 if TYPE_CHECKING:
-    from symbolic.config import DataConfig
+    pass
 
 
 class TimeLimit(BaseException):
@@ -313,29 +312,6 @@ def format_summary(manifest: dict) -> str:
 
 
 # ---- training and the command line ----
-def load_corpus(cfg: DataConfig) -> dict[str, list]:
-    """Pieces of a built cache by split (``data.source=corpus``; ``data.root`` = the cache,
-    default ``cache_dir/corpus``). The split is the build's; ``data.limit`` caps each split."""
-    import numpy as np
-    import torch
-
-    from symbolic.data import Piece
-
-    root = Path(cfg.root) if cfg.root else Path(cfg.cache_dir) / "corpus"
-    if not (root / "manifest.json").exists() or not (root / "tokens.pt").exists():
-        raise UserError(f"no corpus cache in {root}: build it with "
-                        f"`python -m symbolic corpus --out {root}`")
-    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    tokens = torch.load(root / "tokens.pt", weights_only=True)
-    out = {}
-    for s in SPLITS:
-        names = [n for n in manifest["split"][s] if n in tokens]
-        out[s] = [Piece(n, *(tokens[n][k].long().numpy().astype(np.int64)
-                             for k in ("full", "melody", "harmony")))
-                  for n in names[: cfg.limit or None]]
-    return out
-
-
 def add_parser(sub: Any) -> None:
     """Registers ``corpus`` on the sub-parsers of ``python -m symbolic``."""
     p = sub.add_parser("corpus", help="build the token cache of the music21 corpus "

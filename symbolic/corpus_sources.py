@@ -200,8 +200,7 @@ def vocab_hash() -> str:
 
 def tokenize(score: Any) -> dict[str, list[int]] | None:
     """Full, melody and harmony token ids of a score (None without notes), as in data.py."""
-    from symbolic.data import split_voices
-    from symbolic.tokens import encode
+    from symbolic.tokens import encode, split_voices
 
     if score.note_num() == 0:
         return None

@@ -19,7 +19,6 @@ from miditok import REMI
 from plumbing.atomic import atomic_text, atomic_torch_save
 from plumbing.errors import UserError
 from symbolic.config import DataConfig
-from symbolic.midi_io import one_track
 from symbolic.tokens import (
     K_DUR,
     K_PITCH,
@@ -27,7 +26,7 @@ from symbolic.tokens import (
     bar_starts,
     encode,
     position_ids,
-    skyline,
+    split_voices,
     transpose,
 )
 
@@ -42,17 +41,6 @@ class Piece:
     full: np.ndarray
     melody: np.ndarray
     harmony: np.ndarray
-
-
-def split_voices(score: symusic.Score) -> tuple[symusic.Score, symusic.Score]:
-    """Melody score and harmony score of a piece (see the module docstring for the rule)."""
-    tracks = [t for t in score.tracks if not t.is_drum and len(t.notes) > 0]
-    if len(tracks) >= 2:
-        melody = list(tracks[0].notes)
-        harmony = [n for t in tracks[1:] for n in t.notes]
-    else:
-        melody, harmony = skyline(score)
-    return one_track(score, melody), one_track(score, harmony)
 
 
 def midi_paths(cfg: DataConfig) -> tuple[str, list[Path]]:
@@ -81,11 +69,28 @@ def make_manifest(names: list[str], val: float, test: float) -> dict[str, list[s
     return split
 
 
+def load_corpus(cfg: DataConfig) -> dict[str, list]:
+    """Pieces of a cache built by ``python -m symbolic corpus`` (:mod:`symbolic.corpus`), by
+    split (``data.source=corpus``; ``data.root`` = the cache, default ``cache_dir/corpus``). The
+    split is the build's; ``data.limit`` caps each split."""
+    root = Path(cfg.root) if cfg.root else Path(cfg.cache_dir) / "corpus"
+    if not (root / "manifest.json").exists() or not (root / "tokens.pt").exists():
+        raise UserError(f"no corpus cache in {root}: build it with "
+                        f"`python -m symbolic corpus --out {root}`")
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    tokens = torch.load(root / "tokens.pt", weights_only=True)
+    out = {}
+    for s in ("train", "val", "test"):
+        names = [n for n in manifest["split"][s] if n in tokens]
+        out[s] = [Piece(n, *(tokens[n][k].long().numpy().astype(np.int64)
+                             for k in ("full", "melody", "harmony")))
+                  for n in names[: cfg.limit or None]]
+    return out
+
+
 def load_pieces(cfg: DataConfig, tokenizer: REMI) -> dict[str, list[Piece]]:
     """Tokenizes every piece once (cached) and returns them by split of the manifest."""
     if cfg.source == "corpus":  # the token cache of `python -m symbolic corpus`
-        from symbolic.corpus import load_corpus
-
         return load_corpus(cfg)
     key, paths = midi_paths(cfg)
     if not paths:

@@ -14,6 +14,8 @@ import symusic
 import torch
 from miditok import REMI, TokenizerConfig
 
+from symbolic.midi_io import one_track
+
 SPECIAL = ["PAD", "BOS", "EOS", "MASK", "ToHarmony", "ToMelody"]
 # Token kinds; the ids index the rows of ``TokenTable.kind``.
 KINDS = ["special", "bar", "timesig", "position", "tempo", "pitch", "velocity", "duration"]
@@ -135,6 +137,19 @@ def skyline(score: symusic.Score) -> tuple[list, list]:
         (top if n.time != last_time else rest).append(n)
         last_time = n.time
     return top, rest
+
+
+def split_voices(score: symusic.Score) -> tuple[symusic.Score, symusic.Score]:
+    """Melody score and harmony score of a piece: with two or more non-empty tracks the first is
+    the melody and the others the harmony (the chorales are written soprano first); a one-track
+    piece is split by its :func:`skyline`."""
+    tracks = [t for t in score.tracks if not t.is_drum and len(t.notes) > 0]
+    if len(tracks) >= 2:
+        melody = list(tracks[0].notes)
+        harmony = [n for t in tracks[1:] for n in t.notes]
+    else:
+        melody, harmony = skyline(score)
+    return one_track(score, melody), one_track(score, harmony)
 
 
 def encode(tokenizer: REMI, score: symusic.Score) -> list[int]:

@@ -16,11 +16,10 @@ from symbolic.corpus import (
     TimeLimit,
     build,
     format_summary,
-    load_corpus,
     load_music21,
     time_limited,
 )
-from symbolic.data import TaskBatcher, make_manifest
+from symbolic.data import TaskBatcher, load_corpus, make_manifest
 from symbolic.tokens import K_PITCH, decode, merge_tracks
 
 
