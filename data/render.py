@@ -122,3 +122,28 @@ def trim_tail(wav: np.ndarray, min_len: int, frame: int = 160) -> np.ndarray:
     last = int(loud[-1]) + 1 if loud.size else 0
     keep = max(min_len, min(wav.size, -(-last // frame) * frame))
     return wav[:keep]
+
+
+def render_wav(notes: list[NoteEvent], soundfont: SoundFont, program: int,
+               path: str | os.PathLike, what: str) -> float:
+    """Render ``notes`` on ``program`` and write them, loudness-normalised, as a 16 kHz wav
+    (atomically, by :func:`umt.audio.save`): data.synth's renders and ``symbolic --render``.
+
+    Args:
+        notes, soundfont, program: As for :func:`render`.
+        path: Destination ``.wav``.
+        what: What was rendered, for the error (an instrument, "the output").
+
+    Returns:
+        The seconds written.
+
+    Raises:
+        UmtError: fluidsynth fails, or plays silence (the SoundFont lacks that preset), or the
+            file cannot be written.
+    """
+    wav = render(notes, soundfont, program)
+    if float(np.abs(wav).max(initial=0.0)) < 1e-5:
+        raise UmtError(f"{soundfont.name} played silence for {what} (program {program}): does "
+                       "it hold that General MIDI preset?")
+    audio.save(path, audio.normalize_loudness(wav))
+    return wav.size / audio.SAMPLE_RATE

@@ -23,7 +23,7 @@ import soundfile
 from tqdm import tqdm
 
 from data.instruments import SoundFont, parse_instruments, resolve_soundfonts
-from data.render import fluidsynth_path, render, write_midi
+from data.render import fluidsynth_path, render_wav, write_midi
 from data.sources import Piece, count_candidates, iter_works, pieces_of
 from plumbing.atomic import atomic_text
 from umt import audio
@@ -147,11 +147,7 @@ def _check_selection(cfg: BuildConfig, chosen: list[Piece], total: float, topped
 def _render_task(cfg: BuildConfig, piece: Piece, inst: str, font: SoundFont, dest: Path) -> float:
     """Render one piece on one instrument into ``dest`` unless it is there; returns seconds."""
     if not dest.is_file():
-        wav = render(piece.notes, font, cfg.instruments[inst])
-        if float(abs(wav).max(initial=0.0)) < 1e-5:
-            raise UmtError(f"{font.name} played silence for {inst} (program "
-                           f"{cfg.instruments[inst]}): does it hold that General MIDI preset?")
-        audio.save(dest, audio.normalize_loudness(wav))
+        render_wav(piece.notes, font, cfg.instruments[inst], dest, inst)
     return soundfile.info(str(dest)).duration
 
 

@@ -101,19 +101,14 @@ def render_wav(score: symusic.Score, path: str | Path, soundfont: SoundFont) -> 
     Raises:
         UserError: no notes, fluidsynth fails or plays silence, or the file cannot be written.
     """
-    from data.render import NoteEvent, render
-    from umt import audio
+    from data.render import NoteEvent, render_wav
 
     sec = score.to("second")
     notes = [NoteEvent(n.time, n.end, n.pitch, n.velocity)
              for t in pitched_tracks(sec) for n in t.notes]
     if not notes:
         raise UserError("the output has no notes to render")
-    wav = render(sorted(notes), soundfont, PIANO)
-    if float(np.abs(wav).max(initial=0.0)) < 1e-5:  # a SoundFont without a piano preset
-        raise UserError(f"{soundfont.name} played silence (does it hold General MIDI piano?)")
-    audio.save(path, audio.normalize_loudness(wav))
-    return wav.size / audio.SAMPLE_RATE
+    return render_wav(sorted(notes), soundfont, PIANO, path, "the output")
 
 
 def note_array(score: symusic.Score) -> np.ndarray:
