@@ -67,13 +67,14 @@ def tracked_labels(cache: str | Path, split: str, domains: list[str],
     audio = open_cache(cache, split)
     out: dict[str, list[Notes]] = {}
     for domain in domains:
-        out[domain] = []
+        out[domain], announced = [], False
         for i in range(len(audio[domain].spans)):
             path = _notes_path(cache, domain, split, i, digest)
             if path.is_file():
                 out[domain].append(_load_notes(path))
                 continue
-            if not out[domain] or i == 0:
+            if not announced:  # once per domain, also when a labelling resumes mid-way
+                announced = True
                 log.info("tracking the notes of %s's %s files (once; kept in %s)", domain, split,
                          path.parent)
             notes = track_file(audio[domain], i, device)
