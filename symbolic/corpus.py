@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import cache, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plumbing.atomic import atomic_text, atomic_torch_save
 from symbolic.corpus_sources import (
@@ -37,9 +37,6 @@ from symbolic.corpus_sources import (
     tokenize,
     vocab_hash,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class TimeLimit(BaseException):
