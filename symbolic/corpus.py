@@ -31,9 +31,9 @@ from symbolic.corpus_sources import (
     SPLITS,
     Item,
     Loader,
-    _tokenizer,
     list_items,
     load_music21,
+    shared_tokenizer,
     tokenize,
     vocab_hash,
 )
@@ -246,7 +246,7 @@ def consolidate(out: Path, val: float = 0.05, test: float = 0.1) -> dict:
     """Writes ``tokens.pt`` (kept pieces) and ``manifest.json`` from the records; returns it."""
     from symbolic.tokens import token_table
 
-    table = token_table(_tokenizer())
+    table = token_table(shared_tokenizer())
     records = read_records(out)
     ok = [records[k] for k in sorted(records) if records[k]["status"] == "ok"]
     first: dict[str, str] = {}

@@ -185,7 +185,8 @@ def load_music21(item: Item) -> tuple[Any, dict]:
 
 
 @cache
-def _tokenizer() -> Any:
+def shared_tokenizer() -> Any:
+    """The one tokeniser, built once per process (workers of a build reuse it)."""
     from symbolic.tokens import build_tokenizer
 
     return build_tokenizer()
@@ -194,7 +195,7 @@ def _tokenizer() -> Any:
 @cache
 def vocab_hash() -> str:
     """Fingerprint of the tokeniser's vocabulary: records made with another one are rebuilt."""
-    vocab = sorted(_tokenizer().vocab.items())
+    vocab = sorted(shared_tokenizer().vocab.items())
     return hashlib.md5(json.dumps(vocab).encode()).hexdigest()[:12]
 
 
@@ -205,6 +206,6 @@ def tokenize(score: Any) -> dict[str, list[int]] | None:
     if score.note_num() == 0:
         return None
     melody, harmony = split_voices(score)
-    tok = _tokenizer()
+    tok = shared_tokenizer()
     return {"full": encode(tok, score), "melody": encode(tok, melody),
             "harmony": encode(tok, harmony)}
