@@ -32,8 +32,10 @@ EXPLAIN = """\
 - **log-mel dB**, **MR-STFT**: distance to the target instrument playing the same notes
   (loudness-matched); 0 = identical.
 - Systems: **model** the translation; **reconstruction** the model fed the target render itself
-  (upper bound); **transcribe_render** pitch-track (or constant-Q peak-pick chords), then render
-  on the target's SoundFont (the classic pipeline); **identity** the untouched source.
+  (upper bound; its pitch and chroma are scored against that render, whose notes data.synth may
+  have moved by octaves into the target's range); **transcribe_render** pitch-track (or
+  constant-Q peak-pick chords), then render on the target's SoundFont (the classic pipeline);
+  **identity** the untouched source.
 """
 
 

@@ -100,9 +100,9 @@ def score(out: np.ndarray, src: np.ndarray, gt: np.ndarray, src_track: PitchTrac
 
     Args:
         out: The system's output.
-        src: The source clip (what the pitch must follow).
+        src: What the pitch must follow: the source clip (the ground truth for a reconstruction).
         gt: The target instrument playing the same notes.
-        src_track: The source's pitch track for monophonic clips, else None (no f0 metrics).
+        src_track: The pitch track of ``src`` for monophonic clips, else None (no f0 metrics).
         target: Index of the target class in ``clf.classes``.
         clf: The timbre classifier.
         device: Torch device for CREPE.
@@ -175,6 +175,11 @@ def _eval_clip(clip: Clip, systems: dict, clf: TimbreClassifier, cfg: EvalConfig
         if not (folder / f"{name}.wav").is_file():
             audio.save(folder / f"{name}.wav", wav)
     src_track = track_pitch(src, cfg.device) if clip.monophonic else None
+    # A reconstruction must keep the notes it was given: the target render's, which data.synth
+    # may have moved by octaves into the target's range (scored against the source, a perfect
+    # reconstruction of a cello line moved up for the violin would lose every frame).
+    gt_track = (track_pitch(gt, cfg.device) if clip.monophonic and "reconstruction" in systems
+                else None)
     target = clf.classes.index(clip.target)
     row = {"pair": f"{clip.source}:{clip.target}", "clip": clip.id, "piece": clip.piece,
            "start": clip.start, "seconds": clip.seconds, "monophonic": clip.monophonic,
@@ -189,5 +194,6 @@ def _eval_clip(clip: Clip, systems: dict, clf: TimbreClassifier, cfg: EvalConfig
             audio.save(path, _fit(system(clip, src, gt), src.size))
             # Score what was saved, so a resumed run gives the same numbers as a fresh one.
             out = _fit(audio.load(path), src.size)
-        row["systems"][name] = score(out, src, gt, src_track, target, clf, cfg.device)
+        ref, ref_track = (gt, gt_track) if name == "reconstruction" else (src, src_track)
+        row["systems"][name] = score(out, ref, gt, ref_track, target, clf, cfg.device)
     return row

@@ -58,6 +58,8 @@ def test_suite_end_to_end_scores_known_answers_and_resumes(paired, tmp_path):  #
     assert ident["rpa"] in (None, 1.0)  # 1.0 when a monophonic clip was drawn
     assert ident["mel_db"] > 1.0 and ident["top1"] == 0.0  # a violin is not a piano
     assert rec["mel_db"] == pytest.approx(0.0, abs=1e-3) and rec["top1"] == 1.0
+    # A perfect reconstruction keeps the notes it was fed: scored against the target render.
+    assert rec["chroma"] == pytest.approx(1.0) and rec["rpa"] in (None, 1.0)
     tr = report["pairs"]["violin:piano"]["transcribe_render"]
     assert tr["mel_db"] < ident["mel_db"]  # re-rendered on a piano: closer to the piano truth
     out = cfg.out
