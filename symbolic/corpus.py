@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from plumbing.atomic import atomic_text, atomic_torch_save
+from plumbing.signals import Interrupted, stop_on_signals
 from symbolic.corpus_sources import (
     COLLECTIONS,
     SPLITS,
@@ -117,8 +118,16 @@ def _run(items: list[Item], jobs: int, timeout: float, load: Loader) -> Iterator
     import multiprocessing as mp
 
     # Fresh workers now and then: music21 keeps caches that grow over thousands of scores.
-    with mp.get_context("fork").Pool(jobs, maxtasksperchild=200) as pool:
+    with mp.get_context("fork").Pool(jobs, _quiet_worker, maxtasksperchild=200) as pool:
         yield from pool.imap_unordered(work, items)
+
+
+def _quiet_worker() -> None:
+    """Ctrl-C reaches the whole process group: the parent stops the build (it saved every
+    finished record), so a worker ignores SIGINT and dies of the pool's SIGTERM without a
+    traceback (a forked worker would otherwise inherit the parent's recording handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def build(out: str | Path, items: list[Item], jobs: int = 1, timeout: float = 20.0,
@@ -144,12 +153,17 @@ def build(out: str | Path, items: list[Item], jobs: int = 1, timeout: float = 20
     todo = [it for it in items if it.key not in done or done[it.key]["status"] in redo]
     log(f"{len(items) - len(todo)} of {len(items)} items already in {out}; parsing {len(todo)}")
     start, counts = time.time(), Counter()
-    for i, rec in enumerate(_run(todo, jobs, timeout, load), 1):
-        _save_record(out, rec)
-        counts[rec["status"]] += 1
-        if rec["status"] != "ok" or i % 50 == 0 or i == len(todo):
-            log(f"[{i}/{len(todo)}] {time.time() - start:.0f}s {dict(counts)} "
-                f"{rec['key']}: {rec['status']} {rec['reason']}".rstrip())
+    with stop_on_signals() as stop:
+        for i, rec in enumerate(_run(todo, jobs, timeout, load), 1):
+            _save_record(out, rec)
+            counts[rec["status"]] += 1
+            if rec["status"] != "ok" or i % 50 == 0 or i == len(todo):
+                log(f"[{i}/{len(todo)}] {time.time() - start:.0f}s {dict(counts)} "
+                    f"{rec['key']}: {rec['status']} {rec['reason']}".rstrip())
+            if stop.signum:  # leaving the loop ends the pool (the items under way are lost)
+                raise Interrupted(stop.signum, f"interrupted after {i} of {len(todo)} items "
+                                  f"({stop.name}): each is saved in {out}; rerun the same "
+                                  "command to resume")
     return consolidate(out, val, test)
 
 

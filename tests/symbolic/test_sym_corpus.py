@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import signal
 import time
 from fractions import Fraction
+from functools import partial
 
 import pytest
 import symusic
 
+from plumbing.signals import Interrupted
 from symbolic.config import DataConfig
 from symbolic.corpus import (
     Item,
@@ -104,6 +108,29 @@ def test_interrupted_build_resumes_with_what_is_left(tmp_path):
     manifest = build(tmp_path, items, load=recording, log=lambda _: None)
     assert calls == ["book.abc#4", "book.abc#5", "book.abc#6"]
     assert sum(len(v) for v in manifest["split"].values()) == 6
+
+
+def ctrl_c_at_second(item: Item, main: int) -> tuple[symusic.Score, dict]:
+    """fake_load that sends the build's process ``main`` a Ctrl-C at item 2 (from a worker too)."""
+    if item.number == 2:
+        os.kill(main, signal.SIGINT)
+    elif item.number > 2:
+        time.sleep(0.2)  # the rest is still under way when the build stops
+    return fake_load(item)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_signal_stops_the_build_cleanly_and_a_rerun_finishes_it(tmp_path, jobs):
+    items = [Item("folk", "book.abc", n) for n in range(1, 9)]
+    load = partial(ctrl_c_at_second, main=os.getpid())
+    with pytest.raises(Interrupted) as stop:
+        build(tmp_path, items, jobs=jobs, load=load, log=lambda _: None)
+    assert stop.value.exit_code == 130 and "rerun the same command to resume" in str(stop.value)
+    saved = len(list((tmp_path / "items").glob("*/*.pt")))
+    assert 1 <= saved < len(items)  # stopped early, keeping what finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    manifest = build(tmp_path, items, jobs=jobs, load=fake_load, log=lambda _: None)
+    assert sum(len(v) for v in manifest["split"].values()) == len(items)
 
 
 def _split_of(manifest: dict) -> dict[str, str]:
