@@ -7,6 +7,7 @@ the variants only roughly: differences within a few hundredths of a nat are nois
 
 Usage: python bench/symbolic_attention.py [--size tiny] [--steps 200] [--pieces 10]
            [--variants rel_bias txl rel_bias+bars txl+bars] [--limit 0] [--threads 1]
+           [--data chorales|corpus]   (corpus: the cache of ``python -m symbolic corpus``)
 """
 
 from __future__ import annotations
@@ -65,15 +66,17 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="cache/symbolic")
     parser.add_argument("--limit", type=int, default=0, help="use the first N chorales (0: all)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", default="chorales", choices=("chorales", "corpus"))
     args = parser.parse_args()
-    base = [f"model={args.size}", f"data.cache_dir={args.cache_dir}", f"data.limit={args.limit}",
+    base = [f"model={args.size}", f"data={args.data}", f"data.cache_dir={args.cache_dir}",
+            f"data.limit={args.limit}",
             f"trainer.steps={args.steps}", f"trainer.batch_size={args.batch}",
             f"trainer.threads={args.threads}", f"trainer.warmup={max(1, args.steps // 10)}",
             "trainer.tasks=[lm]"]
     if args.limit:  # a handful of pieces: keep a test split at all
         base += ["data.val_fraction=0.2", "data.test_fraction=0.3"]
     rows = [(v, run(v, base, args.pieces)) for v in args.variants]
-    print(f"\nmodel {args.size}, {args.steps} lm steps x batch {args.batch}, "
+    print(f"\nmodel {args.size}, data {args.data}, {args.steps} lm steps x batch {args.batch}, "
           f"{rows[0][1]['tokens']} test tokens")
     print(f"{'variant':>14} | {'NLL/token':>9} | {'params':>8} | {'train min':>9}")
     for v, r in rows:

@@ -168,3 +168,19 @@ def test_a_checkpoint_from_before_the_time_budget_resumes(toy_root, tmp_path):
     torch.save(saved, tr.checkpoint_path)
     old = Trainer(cfg, tmp_path / "run")
     assert old.resume() and old.step == 2 and old.train_seconds == 0.0
+
+
+def test_a_resumed_leg_trains_at_its_own_learning_rate(toy_root, tmp_path):
+    cfg = train_config(toy_root, tmp_path)
+    Trainer(cfg, tmp_path / "run").fit()
+    cfg.trainer.max_steps, cfg.trainer.lr, cfg.trainer.d_lr = 3, 1e-4, 2e-4
+    leg = Trainer(cfg, tmp_path / "run")
+    leg.fit()
+    gamma = cfg.trainer.lr_decay ** (1 / cfg.trainer.decay_every)
+    saved = torch.load(leg.checkpoint_path, weights_only=True)
+    assert saved["step"] == 3
+    for key, lr in (("opt_g", 1e-4), ("opt_d", 2e-4)):
+        group = saved[key]["param_groups"][0]
+        assert group["lr"] == pytest.approx(lr * gamma**3) and group["initial_lr"] == lr
+    again = Trainer(cfg, tmp_path / "run")  # the same settings again: the state is untouched
+    assert again.resume() and _same(again.state_dict(), saved)

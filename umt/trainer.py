@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -305,8 +306,33 @@ class Trainer:
                 slot.set(state[key])
         if self.rank != 0:  # other ranks: a fresh stream that differs from every earlier one
             self.sampler.rng = np.random.default_rng([self.cfg.trainer.seed, self.rank, self.step])
+        self._follow_lr_settings()
         self._saved_step = self.step
         return True
+
+    def _follow_lr_settings(self) -> None:
+        """Apply this leg's ``trainer.lr`` / ``d_lr`` / ``lr_decay`` to the resumed schedules.
+
+        The loaded optimiser and scheduler states hold the rates of the run's first leg, which
+        would otherwise win silently over a new command line (a fine-tuning leg at a lower rate).
+        The decay already applied is kept: the rate is the new base times the decay so far.
+        """
+        t = self.cfg.trainer
+        gamma = t.lr_decay ** (1 / t.decay_every)
+        schedules = ((self.opt_g, self.sched_g, t.lr), (self.opt_d, self.sched_d, t.d_lr))
+        for opt, sched, lr in schedules:
+            old = sched.base_lrs[0]
+            if math.isclose(old, lr) and math.isclose(sched.gamma, gamma):
+                continue
+            if self.rank == 0:
+                log.info("learning rate base %g -> %g, decay per step %g -> %g (this leg's "
+                         "settings)", old, lr, sched.gamma, gamma)
+            sched.base_lrs = [lr] * len(opt.param_groups)
+            sched.gamma = gamma
+            for g in opt.param_groups:
+                g["initial_lr"] = lr
+                g["lr"] = lr * gamma ** sched.last_epoch
+            sched._last_lr = [g["lr"] for g in opt.param_groups]
 
     def fit(self) -> dict:
         """Train until ``trainer.max_steps`` or ``trainer.max_minutes`` of training time, resuming
