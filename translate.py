@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plumbing.errors import UserError
+from umt.config import PITCH_SOURCES
 
 if TYPE_CHECKING:  # the model stack is imported only once arguments are checked
     from umt.inference import Translator
@@ -53,9 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chunks per batch, shared by short files (default: from memory)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU worker threads sharing each batch of chunks (default: torch's)")
-    p.add_argument("--pitch", choices=["head", "tracker"], default=None,
-                   help="notes for a frame decoder: the model's note head or a pitch tracker "
-                        "(torchcrepe; one line at a time); default: what the model recommends")
+    p.add_argument("--pitch", choices=list(PITCH_SOURCES), default=None,
+                   help="notes for a frame decoder: the model's note head, a pitch tracker "
+                        "(torchcrepe; one line), chords (that line plus constant-Q notes), or "
+                        "auto (chords where notes sound together); default: what the model "
+                        "recommends")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="the encoder's arithmetic: auto = bf16 where the hardware has it")
     p.add_argument("--eager", action="store_true",

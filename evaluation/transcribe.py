@@ -8,23 +8,16 @@ import numpy as np
 from data.render import NoteEvent
 from evaluation.pitch import HOP, frame_db, track_pitch
 from umt.audio import SAMPLE_RATE
+from umt.chords import LOW_MIDI, cqt_db, pick, runs
 from umt.tracker import hz_to_midi, onset_frames
 
 FRAME_S = HOP / SAMPLE_RATE
 MIN_NOTE_S = 0.08
-POLY_FLOOR_DB = -30.0  # constant-Q bins this far under the loudest are not notes
-HARMONICS = (12, 19, 24, 28, 31)  # semitones from a fundamental to its 2nd..6th partials
 
 
 def _velocity(db: float) -> int:
     """MIDI velocity from a level in dB under the clip's loudest frame."""
     return int(np.clip(100 + 1.5 * db, 30, 127))
-
-
-def _runs(active: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) frame index pairs of the True runs of a boolean array (F,)."""
-    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
 def _onset_frames(wav: np.ndarray) -> set[int]:
@@ -61,33 +54,18 @@ def transcribe_monophonic(wav: np.ndarray, device: str = "cpu") -> list[NoteEven
 
 
 def transcribe_polyphonic(wav: np.ndarray) -> list[NoteEvent]:
-    """Notes of any texture: constant-Q semitone bins above a floor that are not partials.
+    """Notes of any texture: constant-Q semitone bins above a floor that are not partials
+    (:func:`umt.chords.pick`, the picker of ``translate.py --pitch chords``), one note per run.
 
     A bin is dropped when a louder active bin sits one of the first harmonic intervals below it,
     so a single note does not spawn its octave and twelfth. Crude on purpose (see module doc).
     """
-    import librosa
-    import scipy.ndimage
-
-    fmin = librosa.note_to_hz("C2")
-    C = np.abs(librosa.cqt(wav.astype(np.float32), sr=SAMPLE_RATE, hop_length=HOP, fmin=fmin,
-                           n_bins=72, bins_per_octave=12))  # (72, F), one bin per semitone
-    db = 20 * np.log10(C / max(C.max(), 1e-9) + 1e-9)
-    # A note is a local peak across pitch: leakage into neighbouring semitones is not a note.
-    peak = np.ones_like(db, dtype=bool)
-    peak[1:] &= db[1:] >= db[:-1]
-    peak[:-1] &= db[:-1] >= db[1:]
-    active = (db > POLY_FLOOR_DB) & peak
-    for k in range(C.shape[0]):
-        for h in HARMONICS:
-            if k - h >= 0:
-                active[k] &= ~(active[k - h] & (db[k - h] > db[k]))
-    active = scipy.ndimage.median_filter(active, size=(1, 7))
+    db = cqt_db(wav)
+    active = pick(db)
     notes = []
-    for k in range(C.shape[0]):
-        for s, e in _runs(active[k]):
-            if (e - s) * FRAME_S >= MIN_NOTE_S:
-                level = float(db[k, s:e].max())
-                note = NoteEvent(float(s * FRAME_S), float(e * FRAME_S), 36 + k, _velocity(level))
-                notes.append(note)
+    for k in range(active.shape[0]):
+        for s, e in runs(active[k]):
+            level = float(db[k, s:e].max())
+            notes.append(NoteEvent(float(s * FRAME_S), float(e * FRAME_S), LOW_MIDI + k,
+                                   _velocity(level)))
     return sorted(notes)

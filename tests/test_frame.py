@@ -138,7 +138,7 @@ def test_pitch_tracker_gives_the_notes(model, tmp_path):
     assert notes[88 + c5, 28:33].sum() == 1  # one onset where the pitch changes
     out = tr.decode(latent, "a")
     assert out.shape == (len(wav),) and torch.isfinite(out).all()
-    with pytest.raises(Exception, match="pitch must be head or tracker"):
+    with pytest.raises(Exception, match="pitch must be one of head, tracker, chords, auto"):
         Translator.load(path, "cpu", pitch="crepe")
 
 
@@ -201,7 +201,7 @@ def test_render_under_bf16_autocast_matches_fp32(model):
     assert err < 0.1, float(err)
 
 
-@pytest.mark.parametrize("pitch", ["head", "tracker"])
+@pytest.mark.parametrize("pitch", ["head", "tracker", "auto"])
 def test_translate_cli_with_a_frame_export(model, tmp_path, pitch, capsys):
     import soundfile as sf
 
@@ -248,12 +248,12 @@ def test_tracker_in_pieces_follows_the_whole_signal(monkeypatch):
 
 def test_tracker_restrikes_a_repeated_note():
     # The same A4 played twice with a gap-free re-attack: one key, two onsets.
-    from umt.tracker import tracked_notes
+    from umt.chords import tracked_notes
 
     t = np.arange(int(1.0 * SR)) / SR
     env = np.where(t < 0.5, np.exp(-6 * t), np.exp(-6 * (t - 0.5)))
     wav = (0.5 * env * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    notes = tracked_notes(wav, 100)[0]
+    notes = tracked_notes(wav, 100, "tracker")[0]
     onsets = np.flatnonzero(notes[88 + 48].numpy())
     assert len(onsets) == 2 and abs(onsets[1] - 50) <= 2, onsets
 

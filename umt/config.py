@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 # The shared validator (a typo or a wrong type is a one-line UserError), re-exported here.
 from plumbing.config import to_dataclass, to_dict  # noqa: F401
 
+# Where a frame decoder's notes come from when translating (umt.inference, umt.chords).
+PITCH_SOURCES = ("head", "tracker", "chords", "auto")
+
 
 @dataclass
 class EncoderConfig:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from umt.checkpoint import EXPORT_FORMAT, TRAIN_FORMAT, atomic_save, load_file
+from umt.config import PITCH_SOURCES
 from umt.errors import UmtError
 
 
@@ -20,8 +21,9 @@ def export(run: str | Path, out: str | Path, pitch: str | None = None,
     Args:
         run: Run folder or training checkpoint.
         out: Export file.
-        pitch: Where translations take a frame decoder's notes unless told: ``head`` or
-            ``tracker`` (pick it on validation); None records no default.
+        pitch: Where translations take a frame decoder's notes unless told: one of
+            ``PITCH_SOURCES`` (see :class:`umt.inference.Translator`; pick it on validation);
+            None records no default.
         temperature: The sampling temperature translations use unless told (pick it on
             validation); None records no default.
 
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m umt.export", description=__doc__)
     parser.add_argument("run", help="run folder or training checkpoint")
     parser.add_argument("-o", "--out", required=True, help="export file to write")
-    parser.add_argument("--pitch", choices=["head", "tracker"], default=None,
+    parser.add_argument("--pitch", choices=list(PITCH_SOURCES), default=None,
                         help="default source of a frame decoder's notes when translating")
     parser.add_argument("--temperature", type=float, default=None,
                         help="default sampling temperature when translating")

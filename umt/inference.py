@@ -17,6 +17,7 @@ import torch
 from plumbing.device import resolve_device, use_bf16  # callers import resolve_device from here
 from umt.audio import SAMPLE_RATE, resample
 from umt.checkpoint import check_instruments, export_defaults, load_export
+from umt.config import PITCH_SOURCES
 from umt.errors import UmtError
 from umt.generate import ChunkPlan, Progress, generate_many, max_batch, plan_chunks
 from umt.model import UniversalTranslator
@@ -96,7 +97,9 @@ class Translator:
             (docs/translate.md has the measurements).
         fast: Generate in the TorchScript loop (:mod:`umt.fastpath`); False forces eager mode.
         pitch: Where a decoder that reads notes gets them: ``head`` (the note head on the
-            encoder) or ``tracker`` (torchcrepe's f0, one line: :mod:`umt.tracker`).
+            encoder), ``tracker`` (torchcrepe's f0, one line: :mod:`umt.tracker`), ``chords``
+            (that line plus constant-Q notes: :mod:`umt.chords`) or ``auto`` (chords for a
+            file where notes sound together, else the line).
         temperature: Sampling temperature when a call gives none (1 = the model's
             distribution, 0 = greedy).
         precision: The encoder and note head's arithmetic: ``auto`` (bf16 autocast where the
@@ -126,10 +129,10 @@ class Translator:
         self.fade = int(fade_seconds * SAMPLE_RATE)
         self.min_chunk = int(min_chunk_seconds * SAMPLE_RATE)
         self.fast = fast
-        if pitch not in ("head", "tracker"):
-            raise UmtError(f"pitch must be head or tracker, not {pitch!r}")
-        if pitch == "tracker" and not self.model.reads_notes:
-            raise UmtError("--pitch tracker needs a model whose decoders read notes (a frame "
+        if pitch not in PITCH_SOURCES:
+            raise UmtError(f"pitch must be one of {', '.join(PITCH_SOURCES)}, not {pitch!r}")
+        if pitch != "head" and not self.model.reads_notes:
+            raise UmtError(f"--pitch {pitch} needs a model whose decoders read notes (a frame "
                            "model); this one reads none")
         self.pitch = pitch
         if temperature < 0:
@@ -183,7 +186,7 @@ class Translator:
         # Samples that reach one output of the encoder: its start conv and the dilated stack.
         radius = (enc.kernel // 2) * (1 + enc.blocks * (2**enc.layers - 1))
         margin = -(-radius // pool) * pool
-        tracker = self.pitch == "tracker" and self.model.reads_notes
+        tracker = self.pitch != "head" and self.model.reads_notes
         head = self.model.reads_notes and not tracker
         hop = self.model.cfg.notes.hop  # divides pool: windows start on note frames too
         frames, parts, heads = -(-T // pool), [], []
@@ -202,9 +205,10 @@ class Translator:
                                                                // hop)])
             notes = torch.sigmoid(torch.cat(heads, -1)) if head else None
             if tracker:
-                from umt.tracker import tracked_notes
+                from umt.chords import tracked_notes
 
-                notes = tracked_notes(x.cpu().numpy(), -(-T // hop), str(self.device))
+                notes = tracked_notes(x.cpu().numpy(), -(-T // hop), self.pitch,
+                                      str(self.device))
                 notes = notes.to(x.device)
             inputs = self.model.condition(x.unsqueeze(0), torch.cat(parts, -1), notes)
         return Latent(inputs, T)

