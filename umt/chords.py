@@ -33,7 +33,7 @@ RESTRIKE_DB = 6.0  # a held note's bin must rise this much at an onset to be str
 PARTIALS = (12, 19, 24, 28, 31, 34, 36)  # 2nd..8th partials: no new note in a frame
 # A file is chordal when its sounding frames hold this many notes on average: on the 60 test
 # clips of the shipped model's build, every four-part texture held >= 2.06, 36 of 40 lines
-# <= 1.75 (a piano's overlapping decays and low bass lines held up to 2.9).
+# <= 1.87 (a piano's overlapping decays and low bass lines held up to 2.9).
 CHORDAL_NOTES = 2.0
 
 
