@@ -112,6 +112,11 @@ def is_chordal(keys: np.ndarray) -> bool:
     return bool((count > 0).any() and count[count > 0].mean() >= CHORDAL_NOTES)
 
 
+def _near(key: int) -> tuple[int, ...]:
+    """The keys a kept note rules out in its frame: itself, its neighbours and its partials."""
+    return (key - 1, key, key + 1, *(key + p for p in PARTIALS))
+
+
 def line_and_chords(line: np.ndarray, db: np.ndarray) -> np.ndarray:
     """The notes of each frame: the tracker's key, then the candidates that add a note.
 
@@ -135,15 +140,15 @@ def line_and_chords(line: np.ndarray, db: np.ndarray) -> np.ndarray:
     inside = (row >= 0) & (row < BINS)
     level = np.where(inside, db[row.clip(0, BINS - 1), np.arange(F)], 0.0)
     heard = (line >= 0) & (~inside | (level > db[:, :F].max(axis=0) - LINE_DB))
-    blocked = np.zeros(KEYS + 2 + max(PARTIALS), bool)
-    for f in range(F):
+    f = np.flatnonzero(heard)
+    keys[line[f], f] = True
+    for f in np.flatnonzero(cand.any(axis=0)):  # frames with candidates, in plain Python
         kept = [int(line[f])] if heard[f] else []
-        for k in np.flatnonzero(cand[:, f]):
-            blocked[:] = False
-            for b in kept:
-                blocked[[b + 1, b, abs(b - 1), *(b + p for p in PARTIALS)]] = True
-            if not blocked[k]:
-                kept.append(int(k))
+        blocked = {n for b in kept for n in _near(b)}
+        for k in np.flatnonzero(cand[:, f]).tolist():
+            if k not in blocked:
+                kept.append(k)
+                blocked.update(_near(k))
         keys[kept, f] = True
     for k in np.flatnonzero(keys.any(axis=1)):  # the tracker's jitter rule: no blips
         for a, b in runs(keys[k]):
