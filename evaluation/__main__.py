@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from plumbing.errors import UserError
+from umt.config import PITCH_SOURCES
 from umt.errors import UmtError
 
 
@@ -27,9 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--cache", type=Path, default=None,
                     help="folder for the timbre classifier trained on --data (default: OUT/cache);"
                          " evaluations of one dataset can share it")
-    ap.add_argument("--pitch", choices=["head", "tracker"], default=None,
-                    help="notes for a frame decoder: the model's note head or the pitch tracker "
-                         "(default: what the model recommends)")
+    ap.add_argument("--pitch", choices=list(PITCH_SOURCES), default=None,
+                    help="notes for a frame decoder (see translate.py --help; default: what the "
+                         "model recommends)")
     return ap.parse_args(argv)
 
 

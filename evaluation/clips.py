@@ -58,16 +58,17 @@ def parse_pairs(spec: str, instruments: list[str]) -> list[tuple[str, str]]:
 
 
 def pick_clips(root: Path, manifest: dict, src: str, tgt: str, n: int, seconds: float,
-               seed: int = 0) -> list[Clip]:
-    """``n`` test clips of one pair, alternating monophonic lines and full textures.
+               seed: int = 0, split: str = "test") -> list[Clip]:
+    """``n`` clips of one pair from ``split``, alternating monophonic lines and full textures.
 
     Each clip starts on a note onset of its piece, chosen with ``seed``, so it is never silence.
+    ``split="val"`` picks from the validation works (to choose a setting without the test set).
     """
     rng = random.Random(f"{seed}:{src}:{tgt}")
     test = [(name, e) for name, e in sorted(manifest["pieces"].items())
-            if e["split"] == "test" and src in e["audio"] and tgt in e["audio"]]
+            if e["split"] == split and src in e["audio"] and tgt in e["audio"]]
     if not test:
-        raise UmtError(f"the dataset has no test pieces on both {src} and {tgt}")
+        raise UmtError(f"the dataset has no {split} pieces on both {src} and {tgt}")
     mono = [t for t in test if t[1]["monophonic"]]
     poly = [t for t in test if not t[1]["monophonic"]]
     rng.shuffle(mono)

@@ -52,6 +52,7 @@ class EvalConfig:
     device: str = "cpu"
     model_id: str = "none"
     cache: Path | None = None  # default: OUT/cache
+    split: str = "test"  # the works clips come from: test, or val to choose a setting
     timbre: TimbreConfig = field(default_factory=TimbreConfig)
 
 
@@ -143,7 +144,7 @@ def evaluate(translator: TranslatorLike | None, cfg: EvalConfig) -> dict:
     clf = load_or_train(cfg.data, manifest, cfg.cache or cfg.out / "cache", cfg.timbre)
     systems = _systems(translator, _fonts(manifest), cfg)
     clips = [c for s, t in pairs for c in pick_clips(cfg.data, manifest, s, t, cfg.n, cfg.seconds,
-                                                     cfg.seed)]
+                                                     cfg.seed, cfg.split)]
     rows = []
     for clip in tqdm(clips, desc="evaluating", unit="clip"):
         rows.append(_eval_clip(clip, systems, clf, cfg))
@@ -161,7 +162,8 @@ def _claim_out(cfg: EvalConfig) -> None:
     stamp = cfg.out / ".eval.json"
     ident = json.dumps({"model": cfg.model_id, "data": str(Path(cfg.data).resolve()),
                         "seed": cfg.seed, "seconds": cfg.seconds,
-                        "temperature": cfg.temperature})
+                        "temperature": cfg.temperature}
+                       | ({"split": cfg.split} if cfg.split != "test" else {}))
     if stamp.is_file() and stamp.read_text() != ident:
         raise UmtError(f"{cfg.out} holds results of another model or dataset; use another --out")
     atomic_text(stamp, ident)
