@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from umt.audio import SAMPLE_RATE
-from umt.config import PITCH_SOURCES  # noqa: F401 (named here, beside what they mean)
 from umt.labels import HOP, KEYS, LOWEST
 from umt.tracker import MIN_FRAMES as LINE_MIN_FRAMES
 from umt.tracker import TRACK_CHUNK, frame_keys, line_notes, onset_frames
@@ -91,15 +90,6 @@ def pick(db: np.ndarray) -> np.ndarray:
             if e - s < MIN_FRAMES:
                 active[k, s:e] = False
     return active
-
-
-def chord_roll(wav: np.ndarray, frames: int | None = None) -> np.ndarray:
-    """Which semitones sound in each 10 ms frame, for any texture: ``pick(cqt_db(wav))``.
-
-    Returns:
-        (72, frames) bool, row ``k`` = MIDI note ``36 + k``.
-    """
-    return pick(cqt_db(wav, frames))
 
 
 def is_chordal(keys: np.ndarray) -> bool:
@@ -201,11 +191,12 @@ def tracked_notes(wav: np.ndarray, frames: int, pitch: str, device: str = "cpu")
     Returns:
         (1, 176, frames) float: 88 activity then 88 onset flags.
     """
-    line, starts = frame_keys(wav, frames, device)
+    onsets = onset_frames(wav)  # once: the line's repeated notes and the chords' restrikes
+    line, starts = frame_keys(wav, frames, device, onsets)
     if pitch == "tracker":
         return line_notes(line, starts)
     db = cqt_db(wav, frames)
     keys = line_and_chords(line, db)
     if pitch == "auto" and not is_chordal(keys):
         return line_notes(line, starts)
-    return roll_notes(keys, db, onset_frames(wav))
+    return roll_notes(keys, db, onsets)

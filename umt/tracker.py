@@ -101,7 +101,8 @@ MIN_FRAMES = 3  # a pitch must hold this long to count as a note (shorter: track
 NOTES_STEP = 2
 
 
-def frame_keys(wav: np.ndarray, frames: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def frame_keys(wav: np.ndarray, frames: int, device: str = "cpu",
+               onsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The tracker's key per frame and the frames where a note starts, for a single line.
 
     Each voiced frame's f0 is rounded to the nearest key; a key held for fewer than
@@ -112,6 +113,7 @@ def frame_keys(wav: np.ndarray, frames: int, device: str = "cpu") -> tuple[np.nd
         wav: (T,) audio at 16 kHz, one line.
         frames: Frames wanted (``ceil(T / 160)``).
         device: Torch device for the tracker.
+        onsets: The signal's :func:`onset_frames` when the caller has them already.
 
     Returns:
         key: (frames,) int key index 0..87 (MIDI - 21), -1 where nothing sounds.
@@ -125,7 +127,7 @@ def frame_keys(wav: np.ndarray, frames: int, device: str = "cpu") -> tuple[np.nd
     changed = (f == 0) | (np.concatenate([[-1], key[:-1]])[f] != key[f])
     # A repeated note keeps its key: the strike comes from the signal's onsets (piano decoders
     # must restrike it).
-    struck = np.isin(f, onset_frames(wav))
+    struck = np.isin(f, onset_frames(wav) if onsets is None else onsets)
     return key, f[changed | struck]
 
 
