@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the suite; print the table. Bad input: one line on stderr, exit status 2."""
     args = parse_args(argv)
     from evaluation.report import markdown
-    from evaluation.suite import EvalConfig, evaluate
+    from evaluation.suite import EvalConfig, evaluate, export_id
 
     try:
         if args.n < 1 or args.seconds <= 0:
@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             from umt.inference import Translator  # the model stack is only needed here
 
             translator = Translator.load(str(args.model), device=args.device, pitch=args.pitch)
-            st = args.model.stat()
-            model_id = f"{args.model.resolve()}:{st.st_size}:{st.st_mtime_ns}:{args.pitch}"
+            model_id = export_id(args.model, args.pitch)
         cfg = EvalConfig(data=args.data, out=args.out, pairs=args.pairs, n=args.n,
                          seconds=args.seconds, seed=args.seed, temperature=args.temperature,
                          device=args.device, model_id=model_id, cache=args.cache)

@@ -56,6 +56,13 @@ class EvalConfig:
     timbre: TimbreConfig = field(default_factory=TimbreConfig)
 
 
+def export_id(path: Path, pitch: str | None = None) -> str:
+    """``EvalConfig.model_id`` of an export file: its path, size and modification time, and the
+    pitch source asked for (None: the export's own), so a changed file is not mixed in."""
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{pitch}"
+
+
 def _fonts(manifest: dict) -> dict[str, SoundFont]:
     """The dataset's SoundFonts by name (the baseline re-renders with the target's own)."""
     names = ",".join(p for p in manifest["settings"]["soundfonts"].values())

@@ -32,16 +32,15 @@ def sweep(model: Path, data: Path, pairs: str, temperatures: list[float], out: P
     Returns:
         {temperature: {metric: overall value of the model}} for :data:`METRICS`.
     """
-    from evaluation.suite import EvalConfig, evaluate
+    from evaluation.suite import EvalConfig, evaluate, export_id
     from umt.inference import Translator
 
     translator = Translator.load(str(model), device=device)
-    st = model.stat()
     rows = {}
     for t in temperatures:
         cfg = EvalConfig(data=data, out=out / f"t{t:g}", pairs=pairs, n=n, seconds=seconds,
                          temperature=t, device=device, cache=cache or out / "cache",
-                         model_id=f"{model.resolve()}:{st.st_size}:{st.st_mtime_ns}",
+                         model_id=export_id(model),
                          split="val", timbre=timbre or TimbreConfig())
         overall = evaluate(translator, cfg)["overall"]["model"]
         rows[t] = {m: overall[m] for m in METRICS}
