@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*")
     p = sub.add_parser("eval", help="held-out evaluation table")
     p.add_argument("--model", help="export to evaluate (default: the shipped model)")
-    p.add_argument("--data", default="chorales", help="'chorales' or a MIDI folder")
+    p.add_argument("--data", default="chorales",
+                   help="'chorales', 'corpus' (the cache of `symbolic corpus`) or a MIDI folder")
     p.add_argument("--cache-dir", default="cache/symbolic")
     p.add_argument("--pieces", type=int, default=10,
                    help="test pieces for the chord and remix metrics (0: all)")

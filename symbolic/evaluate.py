@@ -26,6 +26,7 @@ from symbolic.ngram import NGram
 from symbolic.sample import SampleConfig, generate
 from symbolic.tokens import K_BAR, K_PITCH, TokenTable, bar_starts, decode, position_ids
 
+CHORALE_PREFIX = "bach/"  # the corpus names items collection/work
 EVAL_SAMPLE = SampleConfig(pitch_temp=0.7, timing_temp=0.7, top_p=0.9)
 PROMPT_BARS, CONT_BARS = 4, 4
 
@@ -54,8 +55,8 @@ def likelihood(composer: Composer, splits: dict[str, list[Piece]]) -> dict[str, 
     nll = sum(model_nll(composer.model, table, s) for s in wrap)
     ngram = NGram(8, table.size).fit([[bos, *p.full.tolist(), eos] for p in splits["train"]])
     val = [[bos, *p.full.tolist(), eos] for p in splits["val"] or splits["train"][:10]]
-    best = min(range(2, 9), key=lambda o: sum(ngram.nll(s, o)[0] for s in val))
-    ng = sum(ngram.nll(s, best)[0] for s in wrap)
+    best = 2 + int(np.argmin(ngram.nll_by_order(val)[1:]))  # orders 2..8
+    ng = float(ngram.nll_by_order(wrap)[best - 1])
     return {"tokens": tokens, "notes": notes, "model_nll": nll / tokens,
             "model_bpn": nll / math.log(2) / notes, "ngram_order": best,
             "ngram_nll": ng / tokens, "ngram_bpn": ng / math.log(2) / notes}
@@ -82,18 +83,34 @@ def chord_metrics(tokenizer: REMI, pieces: list[Piece], harmonise: Harmoniser) -
         tokenizer: decodes the pieces' melody and harmony tokens.
         pieces: held-out pieces.
         harmonise: ``f(index, piece, melody score) -> generated lower-voice notes``.
+
+    Returns:
+        Per-beat means over the beats where the real lower voices sound: ``pcset_acc``,
+        ``jaccard``, ``root_acc``; ``chord_tone_*`` (on-beat melody notes sounding in the lower
+        voices); ``consonance_*`` (beats where melody + lower voices form one chord of
+        :data:`symbolic.metrics.CONSONANT`, among those where the melody sounds); ``in_key_*``
+        (lower-voice notes in the melody's Krumhansl-Schmuckler key); ``*_gen`` for the
+        harmoniser, ``*_real`` for the piece's own lower voices.
     """
     acc, jac, root, tone_gen, tone_real = [], [], [], [], []
+    cons: dict[str, list[bool]] = {"gen": [], "real": []}
+    in_key: dict[str, list[bool]] = {"gen": [], "real": []}
     for i, p in enumerate(pieces):
         mel_score = decode(tokenizer, p.melody.tolist())
         gen = harmonise(i, p, mel_score)
         real = M.all_notes(decode(tokenizer, p.harmony.tolist()))
         mel, beat = M.all_notes(mel_score), mel_score.ticks_per_quarter
+        key_pcs = M.key_pitch_classes(M.find_key(mel)) if mel else frozenset()
+        for name, notes in (("gen", gen), ("real", real)):
+            in_key[name] += [n.pitch % 12 in key_pcs for n in notes]
         end = max(n.end for n in real + mel)
-        g_sets, r_sets = (M.beat_pitch_classes(x, 0, end, beat) for x in (gen, real))
-        for t, g, r in zip(range(0, end, beat), g_sets, r_sets, strict=True):
+        g_sets, r_sets, m_sets = (M.beat_pitch_classes(x, 0, end, beat) for x in (gen, real, mel))
+        for t, g, r, m in zip(range(0, end, beat), g_sets, r_sets, m_sets, strict=True):
             if not r:
                 continue
+            if m:  # a beat where the melody sounds: does it make one chord with the voices?
+                cons["gen"].append(M.is_consonant(g | m))
+                cons["real"].append(M.is_consonant(r | m))
             acc.append(g == r)
             jac.append(M.jaccard(g, r))
             bass = min(M.sounding(real, t), key=lambda n: n.pitch).pitch % 12
@@ -108,7 +125,9 @@ def chord_metrics(tokenizer: REMI, pieces: list[Piece], harmonise: Harmoniser) -
                     tone_real.append(n.pitch % 12 in r_sets[k])
     return {"pcset_acc": float(np.mean(acc)), "jaccard": float(np.mean(jac)),
             "root_acc": float(np.mean(root)), "chord_tone_gen": float(np.mean(tone_gen)),
-            "chord_tone_real": float(np.mean(tone_real)), "beats": len(acc)}
+            "chord_tone_real": float(np.mean(tone_real)), "beats": len(acc),
+            **{f"consonance_{k}": float(np.mean(v)) for k, v in cons.items()},
+            **{f"in_key_{k}": float(np.mean(v)) for k, v in in_key.items()}}
 
 
 def _stats(score, bars: int) -> dict[str, float]:
@@ -179,25 +198,48 @@ def _notes_key(score, keep: str) -> list[tuple[int, ...]]:
     return sorted((n.time, n.pitch, n.duration) for n in notes)
 
 
+def data_config(data: str, cache_dir: str) -> DataConfig:
+    """``chorales``, ``corpus`` (the cache of ``python -m symbolic corpus``) or a MIDI folder."""
+    if data in ("chorales", "corpus"):
+        return DataConfig(source=data, cache_dir=cache_dir)
+    return DataConfig(source="folder", root=data, cache_dir=cache_dir)
+
+
+def harmony_pieces(pieces: list[Piece], data: str) -> list[Piece]:
+    """The pieces the harmony metrics use: in the corpus, the Bach chorales (names ``bach/...``:
+    four-part harmony under a soprano, the music the chord targets speak of); else all."""
+    return [p for p in pieces if p.name.startswith(CHORALE_PREFIX)] if data == "corpus" else pieces
+
+
+def spread(pieces: list, count: int) -> list:
+    """``count`` pieces evenly spaced over the list (all of them for 0), so a split sorted by
+    collection gives prompts from every collection, not the first one only."""
+    if not count or count >= len(pieces):
+        return pieces
+    return [pieces[i * len(pieces) // count] for i in range(count)]
+
+
 def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, prompts: int,
              seed: int = 0) -> dict:
     """Runs every metric on the test split; ``pieces``/``prompts`` cap the generation metrics."""
     torch.manual_seed(seed)
     composer = Composer.load(model_path)
-    cfg = DataConfig(source="chorales", cache_dir=cache_dir) if data == "chorales" else \
-        DataConfig(source="folder", root=data, cache_dir=cache_dir)
-    splits = load_pieces(cfg, composer.tokenizer)
+    splits = load_pieces(data_config(data, cache_dir), composer.tokenizer)
     if not splits["test"]:
         raise UserError("the test split is empty (too few pieces)")
     test = splits["test"]
-    gen_pieces = test[:pieces] if pieces else test
-    report: dict = {"test_pieces": len(test)}
+    chorales = harmony_pieces(test, data)
+    gen_pieces = chorales[:pieces] if pieces else chorales
+    if not gen_pieces:
+        raise UserError("no held-out piece for the harmony metrics")
+    report: dict = {"test_pieces": len(test), "harmony_pieces": len(gen_pieces)}
     tok, model_harm = composer.tokenizer, transformer_harmoniser(composer)
+    hmm_train = harmony_pieces(splits["train"], data)
     sections = (("likelihood", lambda: likelihood(composer, splits)),
                 ("chords", lambda: chord_metrics(tok, gen_pieces, model_harm)),
-                # the HMM baseline: fitted on the training split, scored on the same pieces
-                ("hmm", lambda: chord_metrics(tok, gen_pieces, H.harmoniser(splits["train"], tok))),
-                ("continuation", lambda: continuation_metrics(composer, test[:prompts])),
+                # the HMM baseline: fitted on the training chorales, scored on the same pieces
+                ("hmm", lambda: chord_metrics(tok, gen_pieces, H.harmoniser(hmm_train, tok))),
+                ("continuation", lambda: continuation_metrics(composer, spread(test, prompts))),
                 ("remix", lambda: remix_metrics(composer, gen_pieces[:4])))
     for name, fn in sections:
         start = time.time()
@@ -207,14 +249,16 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
 
 
 def _chord_rows(ch: dict, hmm: dict) -> list[str]:
-    """Melody->chords table: the transformer, the HMM baseline, Bach's own chord-tone rate."""
+    """Melody->chords table: the transformer, the HMM baseline, the real lower voices."""
     head = f"melody->chords ({ch['beats']} beats)"
-    rows = [f"{head:30s}  pc-set acc  jaccard  root acc  chord-tone rate"]
+    rows = [f"{head:30s}  pc-set acc  jaccard  root acc  chord-tone  consonance  in key"]
     for name, c in (("transformer", ch), (H.LABEL, hmm)):
         rows.append(f"{name:30s}  {c['pcset_acc']:10.3f}  {c['jaccard']:7.3f}  "
-                    f"{c['root_acc']:8.3f}  {c['chord_tone_gen']:15.3f}")
-    rows.append(f"{'Bach (real lower voices)':30s}  {'':10s}  {'':7s}  {'':8s}  "
-                f"{ch['chord_tone_real']:15.3f}")
+                    f"{c['root_acc']:8.3f}  {c['chord_tone_gen']:10.3f}  "
+                    f"{c['consonance_gen']:10.3f}  {c['in_key_gen']:6.3f}")
+    rows.append(f"{'real lower voices':30s}  {'':10s}  {'':7s}  {'':8s}  "
+                f"{ch['chord_tone_real']:10.3f}  {ch['consonance_real']:10.3f}  "
+                f"{ch['in_key_real']:6.3f}")
     return rows
 
 
@@ -223,7 +267,7 @@ def format_table(r: dict) -> str:
     lk, ch, co, rm = r["likelihood"], r["chords"], r["continuation"], r["remix"]
     lines = [
         f"held-out test split: {r['test_pieces']} pieces, {lk['tokens']} tokens, "
-        f"{lk['notes']} notes",
+        f"{lk['notes']} notes; harmony on {r.get('harmony_pieces', '?')} of them",
         "model                 NLL/token (nats)  bits/note",
         f"transformer           {lk['model_nll']:16.3f}  {lk['model_bpn']:9.2f}",
         f"{lk['ngram_order']}-gram Witten-Bell    {lk['ngram_nll']:16.3f}  {lk['ngram_bpn']:9.2f}",

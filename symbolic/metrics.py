@@ -91,3 +91,57 @@ def chord_root(pcs: frozenset[int], bass: int | None) -> int | None:
         return (int(third) + int((r + 7) % 12 in pcs), int(r == bass), -r)
 
     return max(pcs, key=score)
+
+
+# Krumhansl and Kessler (1982) probe-tone profiles, tonic first, for the Krumhansl-Schmuckler
+# key finder.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# A key's notes: the major scale, or the natural minor with its raised 7th (the leading note of
+# harmonic minor, which cadences in minor rely on).
+_KEY_MINOR = (0, 2, 3, 5, 7, 8, 10, 11)
+
+
+def find_key(notes: list) -> tuple[int, bool] | None:
+    """Krumhansl-Schmuckler key of the notes: (tonic pitch class, is_major); None without notes.
+
+    The duration-weighted pitch-class histogram is correlated with the 24 rotated
+    Krumhansl-Kessler profiles; the best correlation wins (ties: major, then the lower tonic).
+    """
+    hist = np.zeros(12)
+    for n in notes:
+        hist[n.pitch % 12] += max(n.duration, 1)
+    if not hist.any():
+        return None
+    best, key = -2.0, None
+    for major, profile in ((True, KK_MAJOR), (False, KK_MINOR)):
+        for tonic in range(12):
+            r = np.corrcoef(hist, np.roll(profile, tonic))[0, 1] if hist.std() else 0.0
+            if r > best + 1e-12:
+                best, key = r, (tonic, major)
+    return key
+
+
+def key_pitch_classes(key: tuple[int, bool]) -> frozenset[int]:
+    """Pitch classes of a key from :func:`find_key`."""
+    tonic, major = key
+    return frozenset((tonic + s) % 12 for s in (_MAJOR if major else _KEY_MINOR))
+
+
+def in_key_rate(notes: list, key: tuple[int, bool] | None) -> float:
+    """Share of ``notes`` whose pitch class is in ``key``; nan without notes or key."""
+    if not notes or key is None:
+        return math.nan
+    pcs = key_pitch_classes(key)
+    return sum(n.pitch % 12 in pcs for n in notes) / len(notes)
+
+
+# Chords that count as one consonant harmony, as intervals above the root: the four triads and
+# the dominant seventh, complete or with the fifth left out (as four-part writing often does).
+_CHORDS = ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8), (0, 4, 7, 10), (0, 4, 10), (0, 4), (0, 3))
+CONSONANT = frozenset(frozenset((r + i) % 12 for i in c) for c in _CHORDS for r in range(12))
+
+
+def is_consonant(pcs: frozenset[int]) -> bool:
+    """Whether a sounding pitch-class set is one triad or dominant seventh (see ``CONSONANT``)."""
+    return pcs in CONSONANT

@@ -207,3 +207,21 @@ def test_training_reads_the_corpus_cache(tmp_path, tiny_overrides):
     assert cfg.data.source == "corpus"
     export = read_export(train(cfg))
     assert export["meta"]["data"] == "corpus"
+
+
+def test_eval_reads_the_corpus_and_harmonises_only_its_chorales(tmp_path, tiny_export):
+    import json
+
+    from symbolic.evaluate import evaluate, format_table
+
+    items = ([Item("bach", f"bach/c{i}.mxl") for i in range(10)]
+             + [Item("essen", "e.abc", n) for n in range(10)])
+    build(tmp_path / "corpus", items, load=fake_load, val=0.3, test=0.3, log=lambda _: None)
+    test = json.loads((tmp_path / "corpus" / "manifest.json").read_text())["split"]["test"]
+    chorales = [n for n in test if n.startswith("bach/")]
+    assert chorales and len(chorales) < len(test)
+    report = evaluate(str(tiny_export), "corpus", str(tmp_path), pieces=0, prompts=2)
+    assert report["test_pieces"] == len(test)
+    assert report["harmony_pieces"] == len(chorales)
+    assert report["chords"]["beats"] == report["hmm"]["beats"] > 0
+    assert f"harmony on {len(chorales)} of them" in format_table(report)

@@ -193,5 +193,8 @@ def test_eval_glue_on_real_chorales(cache_dir, tokenizer):
     report = chord_metrics(tokenizer, pieces, H.harmoniser(pieces, tokenizer))
     assert report["beats"] > 50
     assert report["root_acc"] > 0.3 and report["jaccard"] > 0.3  # fitted on these very pieces
+    # Bach's own voices: mostly one chord per beat, mostly in the soprano's key
+    assert report["consonance_real"] > 0.6 and report["in_key_real"] > 0.8
+    assert 0 <= report["consonance_gen"] <= 1 and 0 <= report["in_key_gen"] <= 1
     rows = _chord_rows(report, report)
     assert H.LABEL in rows[2] and f"{report['jaccard']:.3f}" in rows[2]

@@ -1,0 +1,47 @@
+"""Key finding, in-key rate and chord consonance on hand-made notes."""
+
+import pytest
+import symusic
+
+from symbolic import metrics as M
+
+
+def _notes(pitches: list[int], dur: int = 480) -> list:
+    return [symusic.Note(i * dur, dur, p, 80) for i, p in enumerate(pitches)]
+
+
+@pytest.mark.parametrize("shift", [0, 5, 11])
+def test_key_finder_names_major_and_minor_scales_in_every_transposition(shift):
+    c_major = [60, 62, 64, 65, 67, 69, 71, 72, 67, 64, 60]
+    a_minor = [57, 59, 60, 62, 64, 65, 68, 69, 64, 60, 57]  # harmonic: G sharp
+    assert M.find_key(_notes([p + shift for p in c_major])) == (shift % 12, True)
+    assert M.find_key(_notes([p + shift for p in a_minor])) == ((9 + shift) % 12, False)
+    assert M.find_key([]) is None
+
+
+def test_key_finder_weights_by_duration():
+    # the same white notes; holding C-E-G long says C major, holding A-C-E long says A minor
+    pitches = [60, 64, 67, 69, 62, 65, 71, 57]
+    long_c = [symusic.Note(i * 480, 1920 if p in (60, 64, 67) else 240, p, 80)
+              for i, p in enumerate(pitches)]
+    long_a = [symusic.Note(i * 480, 1920 if p in (57, 69, 60, 64) else 240, p, 80)
+              for i, p in enumerate(pitches)]
+    assert M.find_key(long_c) == (0, True)
+    assert M.find_key(long_a) == (9, False)
+
+
+def test_in_key_rate_counts_the_leading_note_in_minor():
+    a_minor = (9, False)
+    assert M.in_key_rate(_notes([57, 68, 69]), a_minor) == 1.0  # G sharp belongs to A minor
+    assert M.in_key_rate(_notes([57, 63]), a_minor) == 0.5  # D sharp does not
+    assert M.in_key_rate(_notes([61]), (0, True)) == 0.0
+    assert M.in_key_rate([], (0, True)) != M.in_key_rate([], (0, True))  # nan
+
+
+@pytest.mark.parametrize("pcs, ok", [
+    ({0, 4, 7}, True), ({9, 0, 4}, True), ({11, 2, 5}, True), ({7, 11, 2, 5}, True),
+    ({7, 11, 5}, True), ({0, 4}, True), ({0, 3, 8}, True),
+    ({0, 2, 4}, False), ({0, 4, 7, 11}, False), ({0}, False), ({0, 1}, False),
+    ({2, 5, 9, 0}, False), (set(), False)])
+def test_consonance_is_one_triad_or_dominant_seventh(pcs, ok):
+    assert M.is_consonant(frozenset(pcs)) is ok
