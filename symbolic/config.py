@@ -72,6 +72,9 @@ class DataConfig:
         val_fraction: fraction of pieces in the validation split.
         test_fraction: fraction of pieces in the test split.
         limit: use only the first N pieces (for tests); 0 = all.
+        min_harmony_fill: the seq2seq tasks train on pieces whose harmony sounds in at least
+            this share of their bars (0: any piece with a harmony note). Folk tunes with an odd
+            double stop otherwise teach that a harmony is mostly empty bars.
     """
 
     source: str = "chorales"
@@ -85,6 +88,7 @@ class DataConfig:
     val_fraction: float = 0.05
     test_fraction: float = 0.1
     limit: int = 0
+    min_harmony_fill: float = 0.5
 
 
 @dataclass

@@ -20,6 +20,7 @@ from plumbing.atomic import atomic_text, atomic_torch_save
 from plumbing.errors import UserError
 from symbolic.config import DataConfig
 from symbolic.tokens import (
+    K_BAR,
     K_DUR,
     K_PITCH,
     TokenTable,
@@ -128,6 +129,18 @@ def _tokenize_file(path: Path, tokenizer: REMI) -> dict[str, list[int]] | None:
             "harmony": encode(tokenizer, harmony)}
 
 
+def harmony_fill(piece: Piece, table: TokenTable) -> float:
+    """Share of the piece's bars in which its harmony starts at least one note.
+
+    Counted against the bars of the whole piece: the harmony's own tokens end at its last note.
+    """
+    total = int((table.kind[piece.full] == K_BAR).sum())
+    kind = table.kind[piece.harmony]
+    bars = np.cumsum(kind == K_BAR)
+    filled = len(np.unique(bars[(kind == K_PITCH) & (bars > 0)]))
+    return min(1.0, filled / total) if total else 0.0
+
+
 def pad_stack(seqs: list[np.ndarray], value: int) -> torch.Tensor:
     """Right-pads 1-D int arrays to one (B, T) tensor."""
     T = max(len(s) for s in seqs)
@@ -151,7 +164,8 @@ class TaskBatcher:
         self.bos, self.eos = table.id("BOS_None"), table.id("EOS_None")
         self.mask = table.id("MASK_None")
         # Tunes without harmony (folk melodies) train lm/mlm only; seq2seq draws from the rest.
-        harmonised = [p for p in pieces if (table.kind[p.harmony] == K_PITCH).any()]
+        harmonised = [p for p in pieces if (fill := harmony_fill(p, table)) > 0
+                      and fill >= data.min_harmony_fill]
         self.harmonised = harmonised or pieces
 
     def _piece(self, pool: list[Piece] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

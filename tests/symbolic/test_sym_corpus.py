@@ -10,6 +10,7 @@ import time
 from fractions import Fraction
 from functools import partial
 
+import numpy as np
 import pytest
 import symusic
 
@@ -225,3 +226,33 @@ def test_eval_reads_the_corpus_and_harmonises_only_its_chorales(tmp_path, tiny_e
     assert report["harmony_pieces"] == len(chorales)
     assert report["chords"]["beats"] == report["hmm"]["beats"] > 0
     assert f"harmony on {len(chorales)} of them" in format_table(report)
+
+
+def _piece(tokenizer, harmony_bars: list[int], n_bars: int = 4):
+    """A 4/4 piece of ``n_bars`` melody bars whose harmony sounds in ``harmony_bars``."""
+    from symbolic.data import Piece
+    from symbolic.tokens import encode
+
+    voices = []
+    for bars, pitch in ((range(n_bars), 72), (harmony_bars, 48)):
+        score = symusic.Score(480)
+        score.tracks.append(symusic.Track("voice"))
+        score.tracks[0].notes.extend(symusic.Note(b * 1920, 480, pitch, 80) for b in bars)
+        voices.append(score)
+    full = symusic.Score(480)
+    full.tracks.extend([voices[0].tracks[0], voices[1].tracks[0]])
+    return Piece("p", *(np.asarray(encode(tokenizer, s)) for s in (full, *voices)))
+
+
+def test_seq2seq_pool_leaves_out_harmonies_that_are_mostly_empty(tokenizer, table):
+    from symbolic.data import harmony_fill
+
+    # a folk tune with a double stop in its first bar: its harmony tokens hold that bar only
+    sparse, half, full = (_piece(tokenizer, bars) for bars in ([0], [0, 2], [0, 1, 2, 3]))
+    assert [harmony_fill(p, table) for p in (sparse, half, full)] == [0.25, 0.5, 1.0]
+    assert harmony_fill(_piece(tokenizer, []), table) == 0.0
+    batcher = TaskBatcher([sparse, half, full], table, DataConfig(), 64, 32, augment=False)
+    assert [p is q for p, q in zip(batcher.harmonised, [half, full], strict=True)] == [True, True]
+    loose = TaskBatcher([sparse, full], table, DataConfig(min_harmony_fill=0.0), 64, 32,
+                        augment=False)
+    assert len(loose.harmonised) == 2
