@@ -256,3 +256,12 @@ def test_seq2seq_pool_leaves_out_harmonies_that_are_mostly_empty(tokenizer, tabl
     loose = TaskBatcher([sparse, full], table, DataConfig(min_harmony_fill=0.0), 64, 32,
                         augment=False)
     assert len(loose.harmonised) == 2
+
+
+def test_prompts_are_spread_over_a_split_sorted_by_collection():
+    from symbolic.evaluate import spread
+
+    names = [f"a/{i}" for i in range(6)] + [f"b/{i}" for i in range(3)] + ["c/0"]
+    assert spread(names, 3) == ["a/0", "a/3", "b/0"]
+    assert spread(names, 5) == ["a/0", "a/2", "a/4", "b/0", "b/2"]
+    assert spread(names, 0) == spread(names, 99) == names
