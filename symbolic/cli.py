@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test pieces for the chord and remix metrics (0: all)")
     p.add_argument("--prompts", type=int, default=8, help="continuation prompts")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="held-out pieces to score: val to choose a setting, test to report")
+    p.add_argument("--harmony-temp", type=float, default=None,
+                   help="pitch temperature of the melody->chords section (default: eval's)")
     from symbolic.corpus import add_parser as add_corpus  # light: heavy imports are inside
 
     add_corpus(sub)
@@ -117,9 +121,14 @@ def run_train(overrides: list[str]) -> str:
 
 def run_eval(args: argparse.Namespace) -> str:
     """Runs the held-out evaluation and prints its table."""
-    from symbolic.evaluate import evaluate, format_table
+    from plumbing.errors import UserError
+    from symbolic.evaluate import HARMONY_TEMP, evaluate, format_table
 
-    report = evaluate(args.model, args.data, args.cache_dir, args.pieces, args.prompts, args.seed)
+    temp = HARMONY_TEMP if args.harmony_temp is None else args.harmony_temp
+    if temp < 0:
+        raise UserError(f"--harmony-temp must be >= 0, got {temp:g}")
+    report = evaluate(args.model, args.data, args.cache_dir, args.pieces, args.prompts, args.seed,
+                      args.split, temp)
     return format_table(report)
 
 

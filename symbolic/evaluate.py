@@ -28,6 +28,7 @@ from symbolic.tokens import K_BAR, K_PITCH, TokenTable, bar_starts, decode, posi
 
 CHORALE_PREFIX = "bach/"  # the corpus names items collection/work
 EVAL_SAMPLE = SampleConfig(pitch_temp=0.7, timing_temp=0.7, top_p=0.9)
+HARMONY_TEMP = 0.7  # pitch temperature of the melody->chords section (`eval --harmony-temp`)
 PROMPT_BARS, CONT_BARS = 4, 4
 
 
@@ -46,11 +47,13 @@ def model_nll(model: MusicTransformer, table: TokenTable, seq: list[int]) -> flo
     return total
 
 
-def likelihood(composer: Composer, splits: dict[str, list[Piece]]) -> dict[str, float]:
-    """NLL/token and bits/note of the model and the best-order n-gram (picked on validation)."""
+def likelihood(composer: Composer, splits: dict[str, list[Piece]], split: str = "test"
+               ) -> dict[str, float]:
+    """NLL/token and bits/note of the model and the best-order n-gram (picked on validation)
+    on the pieces of ``split``."""
     table, bos, eos = composer.table, composer.table.id("BOS_None"), composer.table.id("EOS_None")
-    wrap = [[bos, *p.full.tolist(), eos] for p in splits["test"]]
-    notes = sum(int((table.kind[p.full] == K_PITCH).sum()) for p in splits["test"])
+    wrap = [[bos, *p.full.tolist(), eos] for p in splits[split]]
+    notes = sum(int((table.kind[p.full] == K_PITCH).sum()) for p in splits[split])
     tokens = sum(len(s) - 1 for s in wrap)
     nll = sum(model_nll(composer.model, table, s) for s in wrap)
     ngram = NGram(8, table.size).fit([[bos, *p.full.tolist(), eos] for p in splits["train"]])
@@ -65,11 +68,11 @@ def likelihood(composer: Composer, splits: dict[str, list[Piece]]) -> dict[str, 
 Harmoniser = Callable[[int, Piece, symusic.Score], list]
 
 
-def transformer_harmoniser(composer: Composer) -> Harmoniser:
+def transformer_harmoniser(composer: Composer, pitch_temp: float = HARMONY_TEMP) -> Harmoniser:
     """The model's melody->harmony face as a harmoniser (seed = piece index)."""
 
     def run(i: int, piece: Piece, _mel: symusic.Score) -> list:
-        sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, "seed": i})
+        sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, "seed": i, "pitch_temp": pitch_temp})
         har_ids = composer.seq2seq_tokens(piece.melody.tolist(), True, sample)
         return M.all_notes(decode(composer.tokenizer, har_ids))
 
@@ -220,22 +223,26 @@ def spread(pieces: list, count: int) -> list:
 
 
 def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, prompts: int,
-             seed: int = 0) -> dict:
-    """Runs every metric on the test split; ``pieces``/``prompts`` cap the generation metrics."""
+             seed: int = 0, split: str = "test", harmony_temp: float = HARMONY_TEMP) -> dict:
+    """Runs every metric on the held-out ``split`` (``val`` to choose a setting, ``test`` to
+    report); ``pieces``/``prompts`` cap the generation metrics."""
+    if split not in ("test", "val"):
+        raise UserError(f"--split must be 'test' or 'val', got {split!r}")
     torch.manual_seed(seed)
     composer = Composer.load(model_path)
     splits = load_pieces(data_config(data, cache_dir), composer.tokenizer)
-    if not splits["test"]:
-        raise UserError("the test split is empty (too few pieces)")
-    test = splits["test"]
+    if not splits[split]:
+        raise UserError(f"the {split} split is empty (too few pieces)")
+    test = splits[split]
     chorales = harmony_pieces(test, data)
     gen_pieces = chorales[:pieces] if pieces else chorales
     if not gen_pieces:
         raise UserError("no held-out piece for the harmony metrics")
-    report: dict = {"test_pieces": len(test), "harmony_pieces": len(gen_pieces)}
-    tok, model_harm = composer.tokenizer, transformer_harmoniser(composer)
+    report: dict = {"split": split, "test_pieces": len(test), "harmony_pieces": len(gen_pieces),
+                    "harmony_temp": harmony_temp}
+    tok, model_harm = composer.tokenizer, transformer_harmoniser(composer, harmony_temp)
     hmm_train = harmony_pieces(splits["train"], data)
-    sections = (("likelihood", lambda: likelihood(composer, splits)),
+    sections = (("likelihood", lambda: likelihood(composer, splits, split)),
                 ("chords", lambda: chord_metrics(tok, gen_pieces, model_harm)),
                 # the HMM baseline: fitted on the training chorales, scored on the same pieces
                 ("hmm", lambda: chord_metrics(tok, gen_pieces, H.harmoniser(hmm_train, tok))),
@@ -266,8 +273,9 @@ def format_table(r: dict) -> str:
     """The report as plain-text tables."""
     lk, ch, co, rm = r["likelihood"], r["chords"], r["continuation"], r["remix"]
     lines = [
-        f"held-out test split: {r['test_pieces']} pieces, {lk['tokens']} tokens, "
-        f"{lk['notes']} notes; harmony on {r.get('harmony_pieces', '?')} of them",
+        f"held-out {r.get('split', 'test')} split: {r['test_pieces']} pieces, {lk['tokens']} "
+        f"tokens, {lk['notes']} notes; harmony on {r.get('harmony_pieces', '?')} of them "
+        f"(pitch temperature {r.get('harmony_temp', HARMONY_TEMP):g})",
         "model                 NLL/token (nats)  bits/note",
         f"transformer           {lk['model_nll']:16.3f}  {lk['model_bpn']:9.2f}",
         f"{lk['ngram_order']}-gram Witten-Bell    {lk['ngram_nll']:16.3f}  {lk['ngram_bpn']:9.2f}",

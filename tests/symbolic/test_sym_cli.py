@@ -154,3 +154,10 @@ def test_bad_model_config_and_device_are_one_line_errors(tiny_export, chorale_pa
         assert main(argv) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+
+
+def test_eval_errors_are_one_line(tiny_export, tmp_path):
+    _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--harmony-temp", "-1"),
+                        "--harmony-temp must be >= 0")
+    _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--data", "corpus",
+                             "--cache-dir", str(tmp_path)), "no corpus cache")
