@@ -246,7 +246,8 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
                 ("chords", lambda: chord_metrics(tok, gen_pieces, model_harm)),
                 # the HMM baseline: fitted on the training chorales, scored on the same pieces
                 ("hmm", lambda: chord_metrics(tok, gen_pieces, H.harmoniser(hmm_train, tok))),
-                ("continuation", lambda: continuation_metrics(composer, spread(test, prompts))),
+                ("continuation", lambda: continuation_metrics(
+                    composer, spread(test, prompts) if prompts else [])),
                 ("remix", lambda: remix_metrics(composer, gen_pieces[:4])))
     for name, fn in sections:
         start = time.time()
