@@ -54,6 +54,8 @@ class EvalConfig:
     cache: Path | None = None  # default: OUT/cache
     split: str = "test"  # the works clips come from: test, or val to choose a setting
     timbre: TimbreConfig = field(default_factory=TimbreConfig)
+    # which of SYSTEMS to run: a sweep over the model's settings needs only "model"
+    systems: tuple[str, ...] = SYSTEMS
 
 
 def export_id(path: Path, pitch: str | None = None) -> str:
@@ -99,7 +101,7 @@ def _systems(translator: TranslatorLike | None, fonts: dict[str, SoundFont], cfg
         systems["reconstruction"] = lambda clip, _src, gt: run(gt, clip.target)
     systems["transcribe_render"] = transcribe_render
     systems["identity"] = lambda _clip, src, _gt: src
-    return systems
+    return {name: run_it for name, run_it in systems.items() if name in cfg.systems}
 
 
 def score(out: np.ndarray, src: np.ndarray, gt: np.ndarray, src_track: PitchTrack | None,
@@ -140,6 +142,10 @@ def evaluate(translator: TranslatorLike | None, cfg: EvalConfig) -> dict:
     from evaluation.listening import write_html
     from evaluation.report import spectrogram_figure, summarize, write_report
 
+    unknown = sorted(set(cfg.systems) - set(SYSTEMS))
+    if unknown or not cfg.systems:
+        raise UmtError(f"systems must be some of {', '.join(SYSTEMS)}; got "
+                       f"{', '.join(cfg.systems) or 'none'}")
     manifest = load_manifest(cfg.data)
     pairs = parse_pairs(cfg.pairs, list(manifest["instruments"]))
     if translator is not None:

@@ -41,7 +41,8 @@ def sweep(model: Path, data: Path, pairs: str, temperatures: list[float], out: P
         cfg = EvalConfig(data=data, out=out / f"t{t:g}", pairs=pairs, n=n, seconds=seconds,
                          temperature=t, device=device, cache=cache or out / "cache",
                          model_id=export_id(model),
-                         split="val", timbre=timbre or TimbreConfig())
+                         split="val", timbre=timbre or TimbreConfig(),
+                         systems=("model",))  # the baselines do not depend on it
         overall = evaluate(translator, cfg)["overall"]["model"]
         rows[t] = {m: overall[m] for m in METRICS}
     return rows

@@ -15,6 +15,7 @@ from evaluation.timbre import load_or_train
 from tests._page import broken_links, parse_page
 from tests._paired import TIMBRE, paired  # noqa: F401  (fixture)
 from umt import audio
+from umt.errors import UmtError
 
 
 def test_classifier_separates_instruments_on_held_out_renders(paired):  # noqa: F811
@@ -91,3 +92,10 @@ def test_cli_rejects_bad_input_with_one_line(paired, tmp_path, capsys):  # noqa:
     assert main([*base, "--pairs", "violin:piano", "--temperature", "-1"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 5 and all(line.startswith("error: ") for line in lines)
+
+
+def test_unknown_systems_are_refused(paired, tmp_path):  # noqa: F811
+    for systems in (("model", "oracle"), ()):
+        cfg = EvalConfig(data=paired, out=tmp_path / "o", pairs="violin:piano", systems=systems)
+        with pytest.raises(UmtError, match="systems must be some of"):
+            evaluate(Identity(), cfg)

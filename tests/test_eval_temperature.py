@@ -46,6 +46,9 @@ def test_sweep_scores_validation_clips_and_stores_the_choice(paired, paired_expo
     split = {name: e["split"] for name, e in manifest["pieces"].items()}
     report = json.loads((out / "t0.5" / "report.json").read_text())
     assert report["clips"] and {split[c["piece"]] for c in report["clips"]} == {"val"}
+    # Only the model runs per temperature: the baselines and the reconstruction do not move.
+    assert {name for c in report["clips"] for name in c["systems"]} == {"model"}
+    assert not list((out / "t0.5").rglob("transcribe_render.wav"))
 
 
 def test_write_keeps_the_other_defaults(tiny_export, tmp_path):
