@@ -27,7 +27,7 @@ from symbolic.tokens import (
 
 __all__ = ["Composer", "UserError", "read_midi", "select_track", "write_midi"]
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "chorales_small.pt"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "corpus_small.pt"
 
 
 def stack(first: symusic.Score, *others: symusic.Score) -> symusic.Score:

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out pieces to score: val to choose a setting, test to report")
     p.add_argument("--harmony-temp", type=float, default=None,
                    help="pitch temperature of the melody->chords section (default: eval's)")
+    p.add_argument("--continue-temp", type=float, default=None,
+                   help="pitch temperature of the continuation section (default: eval's)")
     from symbolic.corpus import add_parser as add_corpus  # light: heavy imports are inside
 
     add_corpus(sub)
@@ -122,13 +124,16 @@ def run_train(overrides: list[str]) -> str:
 def run_eval(args: argparse.Namespace) -> str:
     """Runs the held-out evaluation and prints its table."""
     from plumbing.errors import UserError
-    from symbolic.evaluate import HARMONY_TEMP, evaluate, format_table
+    from symbolic.evaluate import CONTINUE_TEMP, HARMONY_TEMP, evaluate, format_table
 
-    temp = HARMONY_TEMP if args.harmony_temp is None else args.harmony_temp
-    if temp < 0:
-        raise UserError(f"--harmony-temp must be >= 0, got {temp:g}")
+    temps = {}
+    for flag, value, default in (("harmony", args.harmony_temp, HARMONY_TEMP),
+                                 ("continue", args.continue_temp, CONTINUE_TEMP)):
+        temps[flag] = default if value is None else value
+        if temps[flag] < 0:
+            raise UserError(f"--{flag}-temp must be >= 0, got {temps[flag]:g}")
     report = evaluate(args.model, args.data, args.cache_dir, args.pieces, args.prompts, args.seed,
-                      args.split, temp)
+                      args.split, temps["harmony"], temps["continue"])
     return format_table(report)
 
 

@@ -29,6 +29,7 @@ from symbolic.tokens import K_BAR, K_PITCH, TokenTable, bar_starts, decode, posi
 CHORALE_PREFIX = "bach/"  # the corpus names items collection/work
 EVAL_SAMPLE = SampleConfig(pitch_temp=0.7, timing_temp=0.7, top_p=0.9)
 HARMONY_TEMP = 0.7  # pitch temperature of the melody->chords section (`eval --harmony-temp`)
+CONTINUE_TEMP = 0.9  # continuation pitch temperature, chosen on the corpus val split (README)
 PROMPT_BARS, CONT_BARS = 4, 4
 
 
@@ -146,7 +147,8 @@ def _stats(score, bars: int) -> dict[str, float]:
             "polyphony": M.polyphony(notes, 0, end, beat // 4)}
 
 
-def continuation_metrics(composer: Composer, pieces: list[Piece]) -> dict[str, dict]:
+def continuation_metrics(composer: Composer, pieces: list[Piece],
+                         pitch_temp: float = CONTINUE_TEMP) -> dict[str, dict]:
     """Statistics of generated vs real continuations of the same 4-bar prompts."""
     table, rows = composer.table, {"gen": [], "real": []}
     for i, p in enumerate(pieces):
@@ -160,7 +162,7 @@ def continuation_metrics(composer: Composer, pieces: list[Piece]) -> dict[str, d
         g.max_bars = PROMPT_BARS + CONT_BARS
         g.timesigs = [prompt[1 + s + 1] for s in bar_starts(np.asarray(prompt[1:]), table)]
         g.timesigs += g.timesigs[-1:] * CONT_BARS
-        sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, "seed": i})
+        sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, "seed": i, "pitch_temp": pitch_temp})
         new = generate(composer.model, table, prompt, g, sample, max_new=128 * CONT_BARS)
         first_bar = next((k for k, t in enumerate(new) if table.kind[t] == K_BAR), len(new))
         real = bar_slice(p.full, starts, PROMPT_BARS, PROMPT_BARS + CONT_BARS).tolist()
@@ -223,7 +225,8 @@ def spread(pieces: list, count: int) -> list:
 
 
 def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, prompts: int,
-             seed: int = 0, split: str = "test", harmony_temp: float = HARMONY_TEMP) -> dict:
+             seed: int = 0, split: str = "test", harmony_temp: float = HARMONY_TEMP,
+             continue_temp: float = CONTINUE_TEMP) -> dict:
     """Runs every metric on the held-out ``split`` (``val`` to choose a setting, ``test`` to
     report); ``pieces``/``prompts`` cap the generation metrics."""
     if split not in ("test", "val"):
@@ -239,7 +242,7 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
     if not gen_pieces:
         raise UserError("no held-out piece for the harmony metrics")
     report: dict = {"split": split, "test_pieces": len(test), "harmony_pieces": len(gen_pieces),
-                    "harmony_temp": harmony_temp}
+                    "harmony_temp": harmony_temp, "continue_temp": continue_temp}
     tok, model_harm = composer.tokenizer, transformer_harmoniser(composer, harmony_temp)
     hmm_train = harmony_pieces(splits["train"], data)
     sections = (("likelihood", lambda: likelihood(composer, splits, split)),
@@ -247,7 +250,7 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
                 # the HMM baseline: fitted on the training chorales, scored on the same pieces
                 ("hmm", lambda: chord_metrics(tok, gen_pieces, H.harmoniser(hmm_train, tok))),
                 ("continuation", lambda: continuation_metrics(
-                    composer, spread(test, prompts) if prompts else [])),
+                    composer, spread(test, prompts) if prompts else [], continue_temp)),
                 ("remix", lambda: remix_metrics(composer, gen_pieces[:4])))
     for name, fn in sections:
         start = time.time()
@@ -283,7 +286,8 @@ def format_table(r: dict) -> str:
         "",
         *_chord_rows(ch, r["hmm"]),
         "",
-        f"continuation ({co['prompts']} prompts of {PROMPT_BARS} bars, {CONT_BARS} bars each)",
+        f"continuation ({co['prompts']} prompts of {PROMPT_BARS} bars, {CONT_BARS} bars each, "
+        f"pitch temperature {r.get('continue_temp', CONTINUE_TEMP):g})",
         "metric          generated   real    mean |diff|",
     ]
     for key, v in co["stats"].items():

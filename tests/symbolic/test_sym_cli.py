@@ -159,5 +159,7 @@ def test_bad_model_config_and_device_are_one_line_errors(tiny_export, chorale_pa
 def test_eval_errors_are_one_line(tiny_export, tmp_path):
     _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--harmony-temp", "-1"),
                         "--harmony-temp must be >= 0")
+    _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--continue-temp", "-0.5"),
+                        "--continue-temp must be >= 0")
     _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--data", "corpus",
                              "--cache-dir", str(tmp_path)), "no corpus cache")

@@ -227,8 +227,9 @@ def test_eval_reads_the_corpus_and_harmonises_only_its_chorales(tmp_path, tiny_e
     assert report["chords"]["beats"] == report["hmm"]["beats"] > 0
     assert f"harmony on {len(chorales)} of them" in format_table(report)
     val = evaluate(str(tiny_export), "corpus", str(tmp_path), pieces=1, prompts=1, split="val",
-                   harmony_temp=0.3)
+                   harmony_temp=0.3, continue_temp=1.0)
     assert val["split"] == "val" and val["harmony_pieces"] <= 1 and val["harmony_temp"] == 0.3
+    assert val["continue_temp"] == 1.0
     assert "held-out val split" in format_table(val)
 
 
