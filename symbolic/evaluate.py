@@ -277,9 +277,9 @@ def format_table(r: dict) -> str:
     """The report as plain-text tables."""
     lk, ch, co, rm = r["likelihood"], r["chords"], r["continuation"], r["remix"]
     lines = [
-        f"held-out {r.get('split', 'test')} split: {r['test_pieces']} pieces, {lk['tokens']} "
-        f"tokens, {lk['notes']} notes; harmony on {r.get('harmony_pieces', '?')} of them "
-        f"(pitch temperature {r.get('harmony_temp', HARMONY_TEMP):g})",
+        f"held-out {r['split']} split: {r['test_pieces']} pieces, {lk['tokens']} "
+        f"tokens, {lk['notes']} notes; harmony on {r['harmony_pieces']} of them "
+        f"(pitch temperature {r['harmony_temp']:g})",
         "model                 NLL/token (nats)  bits/note",
         f"transformer           {lk['model_nll']:16.3f}  {lk['model_bpn']:9.2f}",
         f"{lk['ngram_order']}-gram Witten-Bell    {lk['ngram_nll']:16.3f}  {lk['ngram_bpn']:9.2f}",
@@ -287,7 +287,7 @@ def format_table(r: dict) -> str:
         *_chord_rows(ch, r["hmm"]),
         "",
         f"continuation ({co['prompts']} prompts of {PROMPT_BARS} bars, {CONT_BARS} bars each, "
-        f"pitch temperature {r.get('continue_temp', CONTINUE_TEMP):g})",
+        f"pitch temperature {r['continue_temp']:g})",
         "metric          generated   real    mean |diff|",
     ]
     for key, v in co["stats"].items():

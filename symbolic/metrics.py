@@ -113,10 +113,12 @@ def find_key(notes: list) -> tuple[int, bool] | None:
         hist[n.pitch % 12] += max(n.duration, 1)
     if not hist.any():
         return None
+    if not hist.std():  # all twelve equal: no correlation, every key ties
+        return 0, True
     best, key = -2.0, None
     for major, profile in ((True, KK_MAJOR), (False, KK_MINOR)):
         for tonic in range(12):
-            r = np.corrcoef(hist, np.roll(profile, tonic))[0, 1] if hist.std() else 0.0
+            r = np.corrcoef(hist, np.roll(profile, tonic))[0, 1]
             if r > best + 1e-12:
                 best, key = r, (tonic, major)
     return key
@@ -126,14 +128,6 @@ def key_pitch_classes(key: tuple[int, bool]) -> frozenset[int]:
     """Pitch classes of a key from :func:`find_key`."""
     tonic, major = key
     return frozenset((tonic + s) % 12 for s in (_MAJOR if major else _KEY_MINOR))
-
-
-def in_key_rate(notes: list, key: tuple[int, bool] | None) -> float:
-    """Share of ``notes`` whose pitch class is in ``key``; nan without notes or key."""
-    if not notes or key is None:
-        return math.nan
-    pcs = key_pitch_classes(key)
-    return sum(n.pitch % 12 in pcs for n in notes) / len(notes)
 
 
 # Chords that count as one consonant harmony, as intervals above the root: the four triads and
