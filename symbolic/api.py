@@ -8,6 +8,7 @@ import numpy as np
 import symusic
 import torch
 
+from symbolic.align import SourceNotes
 from symbolic.checkpoint import model_from_export, read_export
 from symbolic.data import bar_slice
 from symbolic.grammar import Grammar
@@ -108,7 +109,9 @@ class Composer:
             g = Grammar(self.table, max_bars=len(sigs), exact=True, timesigs=sigs)
             g.consume(task)
             cfg = SampleConfig(**{**sample.__dict__, "seed": sample.seed + w})
-            out += generate(self.model, self.table, [task], g, cfg, max_new=max_tgt, enc=enc)
+            source = SourceNotes(window.tolist(), self.table) if self.model.cfg.align else None
+            out += generate(self.model, self.table, [task], g, cfg, max_new=max_tgt, enc=enc,
+                            source=source)
         return out
 
     @torch.no_grad()

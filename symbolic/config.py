@@ -35,6 +35,10 @@ class ModelConfig:
         bar_attention: Museformer-style decoder self-attention: full attention to the own bar
             (causal) and the bars ``bar_offsets`` back, one summary of every other earlier bar.
         bar_offsets: structure-related bars, in bars back from the query's bar.
+        align: seq2seq decoder tokens also get the encoder state of the last source note whose
+            onset is at or before their time (:mod:`symbolic.align`), through a zero-initialised
+            projection: a trained model with it switched on starts out computing exactly what it
+            did without.
         vocab_size: set from the tokenizer at build time.
         n_pos: number of Position tokens (set from the tokenizer).
     """
@@ -52,6 +56,7 @@ class ModelConfig:
     attention: str = "rel_bias"
     bar_attention: bool = False
     bar_offsets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 12, 16, 24, 32])
+    align: bool = False
     vocab_size: int = 0
     n_pos: int = 0
 
@@ -75,6 +80,10 @@ class DataConfig:
         min_harmony_fill: the seq2seq tasks train on pieces whose harmony sounds in at least
             this share of their bars (0: any piece with a harmony note). Folk tunes with an odd
             double stop otherwise teach that a harmony is mostly empty bars.
+        seq2seq_weights: relative draw weight of a collection (the first folder of a piece's
+            name, e.g. ``bach``) in the training seq2seq pool; unnamed collections weigh 1;
+            validation stays unweighted. Hydra adds keys to this empty dict with a ``+``:
+            ``+data.seq2seq_weights.bach=6``.
     """
 
     source: str = "chorales"
@@ -89,6 +98,7 @@ class DataConfig:
     test_fraction: float = 0.1
     limit: int = 0
     min_harmony_fill: float = 0.5
+    seq2seq_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,6 +123,9 @@ class TrainerConfig:
         max_minutes: stop (with a checkpoint and export) after this wall time; 0 = no limit.
         device: ``cpu`` (the default: the shipped model's recipe), ``auto``, ``cuda`` or
             ``cuda:N`` (:func:`plumbing.device.resolve_device`).
+        init_from: a training state (``last.pt``) or export whose weights start a new run
+            (fine-tuning); parameters only this run's model has (``model.align``) keep their
+            initialisation. Ignored when the run resumes.
     """
 
     run_dir: str = "runs/symbolic"
@@ -131,6 +144,7 @@ class TrainerConfig:
     export: str = ""
     max_minutes: float = 0.0
     device: str = "cpu"
+    init_from: str = ""
 
 
 @dataclass

@@ -18,6 +18,7 @@ from miditok import REMI
 
 from plumbing.atomic import atomic_text, atomic_torch_save
 from plumbing.errors import UserError
+from symbolic.align import align_index
 from symbolic.config import DataConfig
 from symbolic.tokens import (
     K_BAR,
@@ -141,6 +142,26 @@ def harmony_fill(piece: Piece, table: TokenTable) -> float:
     return min(1.0, filled / total) if total else 0.0
 
 
+def collection_weights(pieces: list[Piece], weights: dict[str, float]) -> np.ndarray | None:
+    """Draw probabilities of ``pieces`` by collection (first folder of the name); None: uniform.
+
+    Raises:
+        UserError: a negative weight, or weights that leave nothing to draw.
+    """
+    if not weights:
+        return None
+    if any(w < 0 for w in weights.values()):
+        raise UserError(f"data.seq2seq_weights must not be negative: {dict(weights)}")
+    unknown = set(weights) - {p.name.split("/")[0] for p in pieces}
+    if unknown:  # a typo would otherwise train unweighted without a word
+        raise UserError(f"data.seq2seq_weights: no collection {', '.join(sorted(unknown))} "
+                        "in the melody<->harmony pool")
+    w = np.array([weights.get(p.name.split("/")[0], 1.0) for p in pieces], dtype=np.float64)
+    if w.sum() <= 0:
+        raise UserError(f"data.seq2seq_weights={dict(weights)} leave no piece to draw")
+    return w / w.sum()
+
+
 def pad_stack(seqs: list[np.ndarray], value: int) -> torch.Tensor:
     """Right-pads 1-D int arrays to one (B, T) tensor."""
     T = max(len(s) for s in seqs)
@@ -167,10 +188,13 @@ class TaskBatcher:
         harmonised = [p for p in pieces if (fill := harmony_fill(p, table)) > 0
                       and fill >= data.min_harmony_fill]
         self.harmonised = harmonised or pieces
+        self.harmonised_p = collection_weights(self.harmonised, data.seq2seq_weights)
 
-    def _piece(self, pool: list[Piece] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _piece(self, pool: list[Piece] | None = None, p_pool: np.ndarray | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pool = self.pieces if pool is None else pool
-        p = pool[self.rng.integers(len(pool))]
+        p = pool[self.rng.choice(len(pool), p=p_pool) if p_pool is not None
+                 else self.rng.integers(len(pool))]
         if not self.augment or self.data.transpose == 0:
             return p.full, p.melody, p.harmony
         for _ in range(4):
@@ -228,7 +252,7 @@ class TaskBatcher:
         task = self.table.id("ToHarmony_None" if to_harmony else "ToMelody_None")
         srcs, tgts = [], []
         for _ in range(batch):
-            _, mel, har = self._piece(self.harmonised)
+            _, mel, har = self._piece(self.harmonised, self.harmonised_p)
             src, tgt = window_pair(mel, har, self.table, self.data.window_bars, self.rng)
             if not to_harmony:
                 src, tgt = tgt, src
@@ -239,8 +263,10 @@ class TaskBatcher:
         src_ids, tgt_ids = pad_stack(srcs, self.pad), pad_stack(tgts, self.pad)
         inp, tgt = tgt_ids[:, :-1], tgt_ids[:, 1:].masked_fill(tgt_ids[:, 1:] == self.pad, IGNORE)
         src_pos, src_bar = position_ids(src_ids, self.table, self.n_pos)
-        return {"src": src_ids, "src_pos": src_pos, "src_bar": src_bar,
-                "src_pad": src_ids == self.pad, "ids": inp, "target": tgt, **self._positions(inp)}
+        src_pad = src_ids == self.pad
+        return {"src": src_ids, "src_pos": src_pos, "src_bar": src_bar, "src_pad": src_pad,
+                "ids": inp, "target": tgt, "align": align_index(src_ids, inp, self.table),
+                **self._positions(inp)}
 
 
 def window_pair(mel: np.ndarray, har: np.ndarray, table: TokenTable, n_bars: int,

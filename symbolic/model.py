@@ -100,7 +100,10 @@ class MusicTransformer(nn.Module):
         self.enc_norm = nn.LayerNorm(cfg.d_model)
         self.dec_norm = nn.LayerNorm(cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
+        self.align_proj = nn.Linear(cfg.d_model, cfg.d_model) if cfg.align else None
         self.apply(self._init)
+        if self.align_proj is not None:  # starts as a no-op: fine-tuning a model adds it safely
+            nn.init.zeros_(self.align_proj.weight)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -139,7 +142,7 @@ class MusicTransformer(nn.Module):
 
     def decode(self, ids: Tensor, pos: Tensor, bar: Tensor, mem: Memory | None = None,
                enc: Tensor | None = None, enc_pad: Tensor | None = None,
-               ) -> tuple[Tensor, Memory]:
+               align: Tensor | None = None) -> tuple[Tensor, Memory]:
         """Causal decoder over one segment, attending to memory and optionally to an encoding.
 
         Args:
@@ -147,6 +150,9 @@ class MusicTransformer(nn.Module):
             mem: per-layer cached keys/values of earlier tokens, each (B, H, M, Dh), or None.
             enc: (B, S, D) encoder output for seq2seq, or None for plain continuation.
             enc_pad: (B, S) True where the encoder input is padding.
+            align: (B, T) index into ``enc`` of the source note at each token's time, ``-1``
+                for none (:func:`symbolic.align.align_index`); required with ``enc`` when
+                ``cfg.align``, ignored otherwise.
 
         Returns:
             hidden: (B, T, D) normed hidden states.
@@ -154,6 +160,8 @@ class MusicTransformer(nn.Module):
                 (with bar attention also the (B, M + T) bar indices).
         """
         x = self.embed(ids, pos, bar)
+        if enc is not None and self.align_proj is not None:
+            x = x + self._aligned(enc, align)
         layout, k_bar = self._dec_layout(bar, mem)
         enc_bias = _pad_bias(enc_pad, ids.shape[1])
         new_mem: Memory = []
@@ -161,6 +169,17 @@ class MusicTransformer(nn.Module):
             x, kv = block(x, layout, mem[i] if mem else None, enc, enc_bias)
             new_mem.append((kv[0].detach(), kv[1].detach(), *k_bar))
         return self.dec_norm(x), new_mem
+
+    def _aligned(self, enc: Tensor, align: Tensor | None) -> Tensor:
+        """Projected encoder states enc (B, S, D) at ``align`` (B, T) -> (B, T, D).
+
+        Where there is no source note yet (``-1``) the projection gets a zero input.
+        """
+        if align is None:
+            raise ValueError("this model aligns target to source: decode(enc=...) needs align")
+        idx = align.clamp(min=0)[..., None].expand(-1, -1, enc.shape[-1])
+        picked = enc.gather(1, idx) * (align >= 0)[..., None]
+        return self.align_proj(picked)
 
     def _dec_layout(self, bar: Tensor, mem: Memory | None) -> tuple[Layout, tuple[Tensor, ...]]:
         """The decoder self-attention's layout for a segment with bar input ``bar`` (B, T).

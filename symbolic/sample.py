@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from symbolic.align import SourceNotes
 from symbolic.grammar import Grammar
 from symbolic.model import Memory, MusicTransformer, trim_memory
 from symbolic.tokens import K_BAR, K_DUR, K_PITCH, TokenTable, position_ids
@@ -64,7 +65,8 @@ def _ids_tensor(tokens: list[int], table: TokenTable, n_pos: int) -> tuple[Tenso
 @torch.no_grad()
 def generate(model: MusicTransformer, table: TokenTable, prefix: list[int], grammar: Grammar,
              cfg: SampleConfig, max_new: int, enc: Tensor | None = None,
-             enc_pad: Tensor | None = None, use_memory: bool = True) -> list[int]:
+             enc_pad: Tensor | None = None, use_memory: bool = True,
+             source: SourceNotes | None = None) -> list[int]:
     """Samples tokens after ``prefix`` until EOS, the grammar's bar limit, or ``max_new`` tokens.
 
     Args:
@@ -78,6 +80,7 @@ def generate(model: MusicTransformer, table: TokenTable, prefix: list[int], gram
         enc_pad: (1, S) encoder padding mask.
         use_memory: cache keys/values across tokens (constant cost per token); False re-reads the
             last ``mem_len + seg_len`` tokens at every step (the slow reference for the bench).
+        source: the encoded source's notes, for a model with ``cfg.align`` (seq2seq only).
 
     Returns:
         The new token ids (EOS and a bar-limit-exceeding Bar excluded).
@@ -86,13 +89,15 @@ def generate(model: MusicTransformer, table: TokenTable, prefix: list[int], gram
     c, n_pos = model.cfg, model.cfg.n_pos
     window = c.mem_len + c.seg_len
     tokens, new = list(prefix), []
-    mem, logits = _prime(model, tokens, table, enc, enc_pad) if use_memory else (None, None)
+    aligned = source.indices(tokens) if source is not None else None
+    mem, logits = (_prime(model, tokens, table, enc, enc_pad, aligned) if use_memory
+                   else (None, None))
     eos = table.vocab["EOS_None"]
     # Room for the note in progress and, when closing early, the empty bars still promised.
     for _ in range(max_new + 8 + 2 * (grammar.max_bars or 0)):
         if not use_memory:
             ids, pos, bar = _ids_tensor(tokens[-window:], table, n_pos)
-            h, _ = model.decode(ids, pos, bar, None, enc, enc_pad)
+            h, _ = model.decode(ids, pos, bar, None, enc, enc_pad, _row(aligned, -window))
             logits = model.logits(h[0, -1])
         grammar.closing = len(new) >= max_new
         allowed = grammar.allowed()
@@ -104,23 +109,32 @@ def generate(model: MusicTransformer, table: TokenTable, prefix: list[int], gram
         grammar.consume(tok)
         tokens.append(tok)
         new.append(tok)
+        if aligned is not None:
+            aligned.append(source.index(grammar))
         if use_memory:
             p, b = grammar.embed_ids(n_pos)
             step = (torch.tensor([[v]]) for v in (tok, p, b))
-            h, mem = model.decode(*step, mem, enc, enc_pad)
+            h, mem = model.decode(*step, mem, enc, enc_pad, _row(aligned, -1))
             mem = mem if mem[0][0].shape[2] <= window else trim_memory(mem, c.mem_len)
             logits = model.logits(h[0, -1])
     return new
 
 
+def _row(aligned: list[int] | None, start: int, end: int | None = None) -> Tensor | None:
+    """``aligned[start:end]`` as a (1, T) tensor for ``decode``, or None without alignment."""
+    return None if aligned is None else torch.tensor([aligned[start:end]])
+
+
 def _prime(model: MusicTransformer, tokens: list[int], table: TokenTable, enc: Tensor | None,
-           enc_pad: Tensor | None) -> tuple[Memory, Tensor]:
+           enc_pad: Tensor | None, aligned: list[int] | None) -> tuple[Memory, Tensor]:
     """Reads the prompt segment by segment (as in training); returns memory and next logits."""
     ids, pos, bar = _ids_tensor(tokens, table, model.cfg.n_pos)
     mem: Memory | None = None
     S = model.cfg.seg_len
     for s in range(0, ids.shape[1], S):
-        h, mem = model.decode(ids[:, s:s + S], pos[:, s:s + S], bar[:, s:s + S], mem, enc, enc_pad)
+        sl = slice(s, s + S)
+        h, mem = model.decode(ids[:, sl], pos[:, sl], bar[:, sl], mem, enc, enc_pad,
+                              _row(aligned, s, s + S))
         mem = trim_memory(mem, model.cfg.mem_len) if s + S < ids.shape[1] else mem
     return mem, model.logits(h[0, -1])
 

@@ -87,6 +87,29 @@ def token_table(tokenizer: REMI) -> TokenTable:
     return TokenTable(kind=kind, value=value, vocab=vocab)
 
 
+def bar_and_position(ids: torch.Tensor, table: TokenTable) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where every token sits in time.
+
+    Args:
+        ids: (B, T) token ids.
+        table: token table.
+
+    Returns:
+        bars: (B, T) number of Bar tokens seen so far (this one included).
+        pos: (B, T) value of the last Position token since the last Bar, ``-1`` for none yet.
+    """
+    kind = torch.as_tensor(table.kind, device=ids.device)[ids]
+    value = torch.as_tensor(table.value, device=ids.device)[ids]
+    is_bar = kind == K_BAR
+    bars = torch.cumsum(is_bar.long(), dim=1)
+    # Last Position value since the last Bar: carry forward with a cummax over marked indices.
+    t = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+    last_pos_at = torch.cummax(torch.where(kind == K_POS, t, -1), dim=1).values
+    last_bar_at = torch.cummax(torch.where(is_bar, t, -1), dim=1).values
+    pos_val = torch.gather(value, 1, last_pos_at.clamp(min=0))
+    return bars, torch.where(last_pos_at > last_bar_at, pos_val, torch.full_like(pos_val, -1))
+
+
 def position_ids(ids: torch.Tensor, table: TokenTable, n_pos: int,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bar/beat positions of every token, for the position embeddings.
@@ -100,17 +123,8 @@ def position_ids(ids: torch.Tensor, table: TokenTable, n_pos: int,
         pos: (B, T) current position-in-bar index in [0, n_pos].
         bar: (B, T) number of Bar tokens seen so far, modulo 4 (phrase position).
     """
-    kind = torch.as_tensor(table.kind, device=ids.device)[ids]
-    value = torch.as_tensor(table.value, device=ids.device)[ids]
-    is_bar = kind == K_BAR
-    bar = torch.cumsum(is_bar.long(), dim=1)
-    # Last Position value since the last Bar: carry forward with a cummax over marked indices.
-    t = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
-    last_pos_at = torch.cummax(torch.where(kind == K_POS, t, -1), dim=1).values
-    last_bar_at = torch.cummax(torch.where(is_bar, t, -1), dim=1).values
-    pos_val = torch.gather(value, 1, last_pos_at.clamp(min=0))
-    pos = torch.where(last_pos_at > last_bar_at, pos_val, torch.full_like(pos_val, n_pos))
-    return pos.clamp(max=n_pos), bar % 4
+    bars, pos = bar_and_position(ids, table)
+    return torch.where(pos < 0, n_pos, pos).clamp(max=n_pos), bars % 4
 
 
 def merge_tracks(score: symusic.Score, tracks: list[int] | None = None) -> symusic.Score:

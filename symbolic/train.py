@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from torch import Tensor
 from plumbing.device import resolve_device
 from plumbing.errors import UserError
 from plumbing.signals import Interrupted, StopRequest, stop_on_signals
-from symbolic.checkpoint import STATE_NAME, export, load_state, save_state
+from symbolic.checkpoint import STATE_NAME, export, load_state, read_export, save_state
 from symbolic.config import ModelConfig, TrainConfig, to_dataclass, to_dict
 from symbolic.data import IGNORE, Piece, TaskBatcher, load_pieces
 from symbolic.model import MusicTransformer, count_params, trim_memory
@@ -62,7 +62,8 @@ def mlm_loss(model: MusicTransformer, b: dict[str, Tensor]) -> Tensor:
 def seq2seq_loss(model: MusicTransformer, b: dict[str, Tensor]) -> Tensor:
     """Encoder-decoder loss (melody->harmony or harmony->melody)."""
     enc = model.encode(b["src"], b["src_pos"], b["src_bar"], b["src_pad"])
-    h, _ = model.decode(b["ids"], b["pos"], b["bar"], enc=enc, enc_pad=b["src_pad"])
+    h, _ = model.decode(b["ids"], b["pos"], b["bar"], enc=enc, enc_pad=b["src_pad"],
+                        align=b["align"])
     return ce(model.logits(h), b["target"])
 
 
@@ -191,10 +192,39 @@ def resume(s: Session) -> bool:
     return True
 
 
+def init_weights(model: MusicTransformer, path: str) -> None:
+    """Starts ``model`` from the weights of a training state or export (fine-tuning).
+
+    Raises:
+        UserError: no such file, or weights of another model (beyond ``align_proj``). Only
+            parameters are compared: a config change without parameters of its own (e.g.
+            ``bar_attention``) loads silently, as a fine-tuning recipe may want.
+    """
+    try:
+        weights = load_state(path)["model"]
+    except UserError:
+        try:
+            weights = read_export(path)["model"]
+        except UserError as err:
+            raise UserError(f"trainer.init_from: {err} (nor a training state)") from None
+    try:
+        missing, unexpected = model.load_state_dict(
+            {k: v.float() for k, v in weights.items()}, strict=False)
+    except RuntimeError:  # a tensor of another shape
+        raise UserError(f"trainer.init_from={path}: weights of another model size") from None
+    missing = [k for k in missing if not k.startswith("align_proj.")]
+    if missing or unexpected:
+        raise UserError(f"trainer.init_from={path}: weights of another model "
+                        f"({len(missing)} missing, {len(unexpected)} unexpected)")
+    print(f"weights from {path}", flush=True)
+
+
 def checkpoint(s: Session) -> None:
     """Validate on fixed batches, append the losses to ``log.txt``, save the state atomically."""
     t, m = s.cfg.trainer, s.cfg.model
-    val_b = TaskBatcher(s.val_pieces, s.table, s.cfg.data, m.seg_len, m.n_pos, augment=False,
+    # Unweighted: validation losses stay comparable across runs with other pool weights.
+    val_data = replace(s.cfg.data, seq2seq_weights={})
+    val_b = TaskBatcher(s.val_pieces, s.table, val_data, m.seg_len, m.n_pos, augment=False,
                         seed=1234)
     val = evaluate_tasks(s.model, val_b, t.tasks, t.eval_batches, t.batch_size, s.device)
     msg = f"step {s.step} " + " ".join(f"{k}={v:.3f}" for k, v in val.items())
@@ -244,13 +274,15 @@ def train(cfg: TrainConfig) -> Path:
     s = setup(cfg)
     s.start = time.time()
     with stop_on_signals() as stop:
-        resume(s)
+        if not resume(s) and cfg.trainer.init_from:
+            init_weights(s.model, cfg.trainer.init_from)
         fit(s, stop)
     t = cfg.trainer
     path = Path(t.export) if t.export else s.state_path.parent / "export.pt"
     meta = {"steps": s.step, "train_minutes": round((time.time() - s.start) / 60, 1),
             "data": cfg.data.source, "window_bars": cfg.data.window_bars,
-            "max_src_len": cfg.data.max_src_len, "max_tgt_len": cfg.data.max_tgt_len}
+            "max_src_len": cfg.data.max_src_len, "max_tgt_len": cfg.data.max_tgt_len,
+            **({"init_from": t.init_from} if t.init_from else {})}
     export(s.model, path, meta)
     print(f"exported {path}")
     return path

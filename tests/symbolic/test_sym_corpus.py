@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import symusic
 
+from plumbing.errors import UserError
 from plumbing.signals import Interrupted
 from symbolic.config import DataConfig
 from symbolic.corpus import (
@@ -261,6 +262,27 @@ def test_seq2seq_pool_leaves_out_harmonies_that_are_mostly_empty(tokenizer, tabl
     loose = TaskBatcher([sparse, full], table, DataConfig(min_harmony_fill=0.0), 64, 32,
                         augment=False)
     assert len(loose.harmonised) == 2
+
+
+def test_seq2seq_weights_draw_collections_in_proportion(tokenizer, table):
+    import dataclasses
+
+    from symbolic.data import collection_weights
+
+    one = _piece(tokenizer, [0, 1, 2, 3])
+    pieces = [dataclasses.replace(one, name=n, full=one.full.copy())
+              for n in ("bach/a", "bach/b", "pal/c", "folk/d")]
+    p = collection_weights(pieces, {"bach": 3.0, "folk": 0.0})
+    assert p.tolist() == pytest.approx([3 / 7, 3 / 7, 1 / 7, 0.0])
+    assert collection_weights(pieces, {}) is None
+    cfg = DataConfig(seq2seq_weights={"bach": 3.0, "folk": 0.0})
+    batcher = TaskBatcher(pieces, table, cfg, 64, 32, augment=False)
+    drawn = [batcher._piece(batcher.harmonised, batcher.harmonised_p)[0] for _ in range(700)]
+    counts = {n: sum(d is x.full for d in drawn) for n, x in zip("abcd", pieces, strict=True)}
+    assert counts["d"] == 0 and 250 < counts["a"] < 350 and 60 < counts["c"] < 140
+    for bad in ({"bach": -1.0}, {"bach": 0.0, "pal": 0.0, "folk": 0.0}, {"bahc": 6.0}):
+        with pytest.raises(UserError, match="seq2seq_weights"):
+            collection_weights(pieces, bad)
 
 
 def test_prompts_are_spread_over_a_split_sorted_by_collection():
