@@ -10,15 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+from symbolic.defaults import CONTINUE_TEMP, HARMONY_TEMP
+
 GENERATE = ("continue", "harmonize", "melody", "remix")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, pitch_temp: float = CONTINUE_TEMP) -> None:
     p.add_argument("input", help="input MIDI file")
     p.add_argument("-o", "--output", help="output MIDI (default: INPUT.<command>.mid)")
-    p.add_argument("--model", help="export to use (default: the shipped chorale model)")
+    p.add_argument("--model", help="export to use (default: the shipped corpus model)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pitch-temp", type=float, default=0.9, help="temperature of pitch tokens")
+    p.add_argument("--pitch-temp", type=float, default=pitch_temp,
+                   help=f"temperature of pitch tokens (default {pitch_temp:g})")
     p.add_argument("--timing-temp", type=float, default=0.8,
                    help="temperature of timing tokens (bar, position, duration, ...)")
     p.add_argument("--top-k", type=int, default=0, help="0: off")
@@ -42,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, role in (("harmonize", "melody"), ("melody", "chords")):
         p = sub.add_parser(name, help=f"write {'lower voices' if role == 'melody' else 'a melody'}"
                                        f" for a {role}")
-        _add_common(p)
+        # harmonize: the temperature eval chose on the validation chorales
+        _add_common(p, HARMONY_TEMP if name == "harmonize" else CONTINUE_TEMP)
         p.add_argument("--track", type=int, help=f"track holding the {role} (default: all notes)")
     p = sub.add_parser("remix", help="keep the rhythm or the pitches, re-write the rest")
     _add_common(p)
@@ -124,7 +128,7 @@ def run_train(overrides: list[str]) -> str:
 def run_eval(args: argparse.Namespace) -> str:
     """Runs the held-out evaluation and prints its table."""
     from plumbing.errors import UserError
-    from symbolic.evaluate import CONTINUE_TEMP, HARMONY_TEMP, evaluate, format_table
+    from symbolic.evaluate import evaluate, format_table
 
     temps = {}
     for flag, value, default in (("harmony", args.harmony_temp, HARMONY_TEMP),

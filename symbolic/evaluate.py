@@ -20,6 +20,7 @@ from symbolic import metrics as M
 from symbolic.api import Composer, UserError
 from symbolic.config import DataConfig
 from symbolic.data import Piece, bar_slice, load_pieces
+from symbolic.defaults import CONTINUE_TEMP, HARMONY_TEMP
 from symbolic.grammar import Grammar
 from symbolic.model import MusicTransformer, trim_memory
 from symbolic.ngram import NGram
@@ -28,8 +29,6 @@ from symbolic.tokens import K_BAR, K_PITCH, TokenTable, bar_starts, decode, posi
 
 CHORALE_PREFIX = "bach/"  # the corpus names items collection/work
 EVAL_SAMPLE = SampleConfig(pitch_temp=0.7, timing_temp=0.7, top_p=0.9)
-HARMONY_TEMP = 0.7  # pitch temperature of the melody->chords section (`eval --harmony-temp`)
-CONTINUE_TEMP = 0.9  # continuation pitch temperature, chosen on the corpus val split (README)
 PROMPT_BARS, CONT_BARS = 4, 4
 
 
