@@ -152,11 +152,12 @@ def collection_weights(pieces: list[Piece], weights: dict[str, float]) -> np.nda
         return None
     if any(w < 0 for w in weights.values()):
         raise UserError(f"data.seq2seq_weights must not be negative: {dict(weights)}")
-    unknown = set(weights) - {p.name.split("/")[0] for p in pieces}
+    collections = [p.name.split("/")[0] for p in pieces]
+    unknown = set(weights) - set(collections)
     if unknown:  # a typo would otherwise train unweighted without a word
         raise UserError(f"data.seq2seq_weights: no collection {', '.join(sorted(unknown))} "
                         "in the melody<->harmony pool")
-    w = np.array([weights.get(p.name.split("/")[0], 1.0) for p in pieces], dtype=np.float64)
+    w = np.array([weights.get(c, 1.0) for c in collections], dtype=np.float64)
     if w.sum() <= 0:
         raise UserError(f"data.seq2seq_weights={dict(weights)} leave no piece to draw")
     return w / w.sum()
@@ -263,10 +264,9 @@ class TaskBatcher:
         src_ids, tgt_ids = pad_stack(srcs, self.pad), pad_stack(tgts, self.pad)
         inp, tgt = tgt_ids[:, :-1], tgt_ids[:, 1:].masked_fill(tgt_ids[:, 1:] == self.pad, IGNORE)
         src_pos, src_bar = position_ids(src_ids, self.table, self.n_pos)
-        src_pad = src_ids == self.pad
-        return {"src": src_ids, "src_pos": src_pos, "src_bar": src_bar, "src_pad": src_pad,
-                "ids": inp, "target": tgt, "align": align_index(src_ids, inp, self.table),
-                **self._positions(inp)}
+        return {"src": src_ids, "src_pos": src_pos, "src_bar": src_bar,
+                "src_pad": src_ids == self.pad, "ids": inp, "target": tgt,
+                "align": align_index(src_ids, inp, self.table), **self._positions(inp)}
 
 
 def window_pair(mel: np.ndarray, har: np.ndarray, table: TokenTable, n_bars: int,
