@@ -2,9 +2,12 @@
 
 With memory each new token attends to cached keys/values (constant work per token, linear total);
 without it, every step re-reads up to ``mem_len + seg_len`` past tokens (the same context) from
-scratch.
+scratch. The second table harmonises a 16-bar melody with K candidates per window, sampled in one
+batch (``generate_many``, what ``harmonize --candidates K`` does), against K one-candidate
+harmonisations one after the other.
 
 Usage: python bench/symbolic_generate.py [--model PATH] [--lengths 128 256 512] [--threads 1]
+       [--candidates 4 8 16]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import symusic
 import torch
 
 # Run as a plain script from a checkout: make the repository root importable.
@@ -25,14 +29,41 @@ from symbolic.sample import SampleConfig, generate  # noqa: E402
 
 def tokens_per_second(composer: Composer, n_tokens: int, use_memory: bool) -> float:
     """Samples ``n_tokens`` tokens after BOS and returns the rate."""
-    table = composer.table
-    bos = table.id("BOS_None")
-    g = Grammar(table, exact=True)  # no bar limit, EOS never allowed: runs to max_new
-    g.consume(bos)
+    bos = composer.table.id("BOS_None")
     start = time.perf_counter()
-    new = generate(composer.model, table, [bos], g, SampleConfig(seed=0), max_new=n_tokens,
-                   use_memory=use_memory)
+    new = generate(composer.model, composer.table, [bos], _grammar(composer, bos),
+                   SampleConfig(seed=0), max_new=n_tokens, use_memory=use_memory)
     return len(new) / (time.perf_counter() - start)
+
+
+def _grammar(composer: Composer, bos: int) -> Grammar:
+    g = Grammar(composer.table, exact=True)  # no bar limit, EOS never allowed: runs to max_new
+    g.consume(bos)
+    return g
+
+
+def scale_melody(bars: int) -> symusic.Score:
+    """A 4/4 melody of quarter notes walking up and down a C major scale."""
+    score = symusic.Score(480)
+    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+    track = symusic.Track("melody")
+    steps = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62]
+    for i in range(4 * bars):
+        track.notes.append(symusic.Note(480 * i, 480, steps[i % len(steps)] + 12, 80))
+    score.tracks.append(track)
+    return score
+
+
+def batched_vs_one_by_one(composer: Composer, melody: list[int], k: int) -> tuple[float, float]:
+    """Seconds to harmonise ``melody`` with ``k`` candidates per window (batched, one pass),
+    then as ``k`` one-candidate harmonisations one after the other (as many samples)."""
+    start = time.perf_counter()
+    composer.seq2seq_tokens(melody, True, SampleConfig(candidates=k))
+    batched = time.perf_counter() - start
+    start = time.perf_counter()
+    for seed in range(k):
+        composer.seq2seq_tokens(melody, True, SampleConfig(seed=seed))
+    return batched, time.perf_counter() - start
 
 
 def main() -> None:
@@ -40,7 +71,10 @@ def main() -> None:
     parser.add_argument("--model", help="export (default: the shipped model)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 1024])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--candidates", type=int, nargs="*", default=[4, 8, 16])
     args = parser.parse_args()
+    if any(k < 1 for k in args.candidates):
+        parser.error("--candidates must all be >= 1")
     torch.set_num_threads(args.threads)
     composer = Composer.load(args.model)
     cfg = composer.model.cfg
@@ -52,6 +86,12 @@ def main() -> None:
         with_mem = tokens_per_second(composer, n, True)
         without = tokens_per_second(composer, n, False)
         print(f"{n:7d} | {with_mem:17.1f} | {without:13.1f} | {with_mem / without:7.2f}x")
+    melody = composer.tokens(scale_melody(16))
+    if args.candidates:
+        print(f"\nharmonise 16 bars |  K | {'batched s':>9} | {'one by one s':>12} | speed-up")
+    for k in args.candidates:
+        batched, single = batched_vs_one_by_one(composer, melody, k)
+        print(f"{'':17s} | {k:2d} | {batched:9.2f} | {single:12.2f} | {single / batched:7.2f}x")
 
 
 if __name__ == "__main__":

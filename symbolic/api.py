@@ -10,11 +10,13 @@ import torch
 
 from symbolic.align import SourceNotes
 from symbolic.checkpoint import model_from_export, read_export
+from symbolic.consensus import beat_sets, choose
 from symbolic.data import bar_slice
 from symbolic.grammar import Grammar
+from symbolic.metrics import all_notes
 from symbolic.midi_io import UserError, read_midi, select_track, write_midi
 from symbolic.model import MusicTransformer
-from symbolic.sample import SampleConfig, fill, generate
+from symbolic.sample import SampleConfig, fill, generate, generate_many
 from symbolic.tokens import (
     K_DUR,
     K_PITCH,
@@ -106,13 +108,30 @@ class Composer:
             x = torch.as_tensor(window, dtype=torch.long)[None]
             pos, bar = position_ids(x, self.table, self.model.cfg.n_pos)
             enc = self.model.encode(x, pos, bar)
-            g = Grammar(self.table, max_bars=len(sigs), exact=True, timesigs=sigs)
-            g.consume(task)
-            cfg = SampleConfig(**{**sample.__dict__, "seed": sample.seed + w})
+            k = sample.candidates
+            grammars = [Grammar(self.table, max_bars=len(sigs), exact=True, timesigs=sigs)
+                        for _ in range(k)]
+            for g in grammars:
+                g.consume(task)
             source = SourceNotes(window.tolist(), self.table) if self.model.cfg.align else None
-            out += generate(self.model, self.table, [task], g, cfg, max_new=max_tgt, enc=enc,
-                            source=source)
+            # Seeds distinct per window and row; with one candidate, seed + window as always.
+            seeds = [(sample.seed + w) * k + j for j in range(k)]
+            cands = generate_many(self.model, self.table, [task], grammars, seeds, sample,
+                                  max_tgt, enc=enc, source=source)
+            out += cands[self._consensus(window.tolist(), cands, sample.consonance)]
         return out
+
+    def _consensus(self, src: list[int], candidates: list[list[int]], consonance: float) -> int:
+        """Index of the candidate window :func:`symbolic.consensus.choose` keeps."""
+        if len(candidates) == 1:
+            return 0
+        src_score = decode(self.tokenizer, src)
+        src_notes, beat = all_notes(src_score), src_score.ticks_per_quarter
+        notes = [all_notes(decode(self.tokenizer, c)) for c in candidates]
+        # Every beat anything sounds on: a source cut at max_src still has its later bars judged.
+        end = max([n.end for n in src_notes] + [n.end for c in notes for n in c] + [1])
+        sets = [beat_sets(c, end, beat) for c in notes]
+        return choose(sets, beat_sets(src_notes, end, beat), consonance)
 
     @torch.no_grad()
     def harmonize(self, score: symusic.Score, track: int | None = None,

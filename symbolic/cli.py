@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from symbolic.defaults import CONTINUE_TEMP, HARMONY_TEMP
+from symbolic.defaults import CONTINUE_TEMP, HARMONY_CANDIDATES, HARMONY_CONSONANCE, HARMONY_TEMP
 
 GENERATE = ("continue", "harmonize", "melody", "remix")
 
@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         # harmonize: the temperature eval chose on the validation chorales
         _add_common(p, HARMONY_TEMP if name == "harmonize" else CONTINUE_TEMP)
         p.add_argument("--track", type=int, help=f"track holding the {role} (default: all notes)")
+        harmony = name == "harmonize"  # the consensus settings eval chose on the val chorales
+        p.add_argument("--candidates", type=int, default=HARMONY_CANDIDATES if harmony else 1,
+                       help="windows sampled per source window, the consensus kept (default "
+                            f"{HARMONY_CANDIDATES if harmony else 1}; 1: a single sample)")
+        p.add_argument("--consonance", type=float, default=HARMONY_CONSONANCE if harmony else 0.0,
+                       help="weight of on-beat consonance with the source in that choice "
+                            f"(default {HARMONY_CONSONANCE if harmony else 0.0:g})")
     p = sub.add_parser("remix", help="keep the rhythm or the pitches, re-write the rest")
     _add_common(p)
     p.add_argument("--keep", required=True, choices=["rhythm", "pitch"])
@@ -69,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pitch temperature of the melody->chords section (default: eval's)")
     p.add_argument("--continue-temp", type=float, default=None,
                    help="pitch temperature of the continuation section (default: eval's)")
+    p.add_argument("--harmony-candidates", type=int, default=HARMONY_CANDIDATES,
+                   help=f"melody->chords windows sampled, consensus kept (default "
+                        f"{HARMONY_CANDIDATES})")
+    p.add_argument("--harmony-consonance", type=float, default=HARMONY_CONSONANCE,
+                   help=f"consonance weight of that choice (default {HARMONY_CONSONANCE:g})")
     from symbolic.corpus import add_parser as add_corpus  # light: heavy imports are inside
 
     add_corpus(sub)
@@ -80,6 +92,8 @@ def run_generate(args: argparse.Namespace) -> str:
     from symbolic.midi_io import read_midi, select_track, write_midi
 
     # Validate before the heavy imports, so bad input fails in a blink.
+    candidates, consonance = getattr(args, "candidates", 1), getattr(args, "consonance", 0.0)
+    _check_consensus("--candidates", candidates, "--consonance", consonance)
     score = given = read_midi(args.input)
     if args.command in ("harmonize", "melody"):
         role = "melody" if args.command == "harmonize" else "chords"
@@ -94,7 +108,8 @@ def run_generate(args: argparse.Namespace) -> str:
     from symbolic.sample import SampleConfig
 
     composer = Composer.load(args.model)
-    sample = SampleConfig(args.pitch_temp, args.timing_temp, args.top_k, args.top_p, args.seed)
+    sample = SampleConfig(args.pitch_temp, args.timing_temp, args.top_k, args.top_p, args.seed,
+                          candidates, consonance)
     if args.command == "continue":
         out = composer.continue_score(score, args.bars, sample)
     elif args.command == "harmonize":
@@ -109,6 +124,16 @@ def run_generate(args: argparse.Namespace) -> str:
         line += views.write(given, out, (f"input: {Path(args.input).name}",
                                          f"output: {args.command}"))
     return line
+
+
+def _check_consensus(k_flag: str, k: int, w_flag: str, w: float) -> None:
+    """One-line errors for a candidate count below 1 or a negative consonance weight."""
+    from symbolic.midi_io import UserError
+
+    if k < 1:
+        raise UserError(f"{k_flag} must be >= 1, got {k}")
+    if not w >= 0:  # NaN too
+        raise UserError(f"{w_flag} must be >= 0, got {w:g}")
 
 
 def run_train(overrides: list[str]) -> str:
@@ -136,8 +161,11 @@ def run_eval(args: argparse.Namespace) -> str:
         temps[flag] = default if value is None else value
         if temps[flag] < 0:
             raise UserError(f"--{flag}-temp must be >= 0, got {temps[flag]:g}")
+    _check_consensus("--harmony-candidates", args.harmony_candidates, "--harmony-consonance",
+                     args.harmony_consonance)
     report = evaluate(args.model, args.data, args.cache_dir, args.pieces, args.prompts, args.seed,
-                      args.split, temps["harmony"], temps["continue"])
+                      args.split, temps["harmony"], temps["continue"], args.harmony_candidates,
+                      args.harmony_consonance)
     return format_table(report)
 
 

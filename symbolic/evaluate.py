@@ -20,7 +20,12 @@ from symbolic import metrics as M
 from symbolic.api import Composer, UserError
 from symbolic.config import DataConfig
 from symbolic.data import Piece, bar_slice, load_pieces
-from symbolic.defaults import CONTINUE_TEMP, HARMONY_TEMP
+from symbolic.defaults import (
+    CONTINUE_TEMP,
+    HARMONY_CANDIDATES,
+    HARMONY_CONSONANCE,
+    HARMONY_TEMP,
+)
 from symbolic.grammar import Grammar
 from symbolic.model import MusicTransformer, trim_memory
 from symbolic.ngram import NGram
@@ -68,11 +73,14 @@ def likelihood(composer: Composer, splits: dict[str, list[Piece]], split: str = 
 Harmoniser = Callable[[int, Piece, symusic.Score], list]
 
 
-def transformer_harmoniser(composer: Composer, pitch_temp: float = HARMONY_TEMP) -> Harmoniser:
+def transformer_harmoniser(composer: Composer, pitch_temp: float = HARMONY_TEMP,
+                           candidates: int = HARMONY_CANDIDATES,
+                           consonance: float = HARMONY_CONSONANCE) -> Harmoniser:
     """The model's melody->harmony face as a harmoniser (seed = piece index)."""
+    chosen = {"pitch_temp": pitch_temp, "candidates": candidates, "consonance": consonance}
 
     def run(i: int, piece: Piece, _mel: symusic.Score) -> list:
-        sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, "seed": i, "pitch_temp": pitch_temp})
+        sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, **chosen, "seed": i})
         har_ids = composer.seq2seq_tokens(piece.melody.tolist(), True, sample)
         return M.all_notes(decode(composer.tokenizer, har_ids))
 
@@ -225,9 +233,11 @@ def spread(pieces: list, count: int) -> list:
 
 def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, prompts: int,
              seed: int = 0, split: str = "test", harmony_temp: float = HARMONY_TEMP,
-             continue_temp: float = CONTINUE_TEMP) -> dict:
+             continue_temp: float = CONTINUE_TEMP, harmony_candidates: int = HARMONY_CANDIDATES,
+             harmony_consonance: float = HARMONY_CONSONANCE) -> dict:
     """Runs every metric on the held-out ``split`` (``val`` to choose a setting, ``test`` to
-    report); ``pieces``/``prompts`` cap the generation metrics."""
+    report); ``pieces``/``prompts`` cap the generation metrics; ``harmony_*`` set the
+    melody->harmony sampling (:class:`symbolic.sample.SampleConfig`)."""
     if split not in ("test", "val"):
         raise UserError(f"--split must be 'test' or 'val', got {split!r}")
     torch.manual_seed(seed)
@@ -241,8 +251,12 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
     if not gen_pieces:
         raise UserError("no held-out piece for the harmony metrics")
     report: dict = {"split": split, "test_pieces": len(test), "harmony_pieces": len(gen_pieces),
-                    "harmony_temp": harmony_temp, "continue_temp": continue_temp}
-    tok, model_harm = composer.tokenizer, transformer_harmoniser(composer, harmony_temp)
+                    "harmony_temp": harmony_temp, "continue_temp": continue_temp,
+                    "harmony_candidates": harmony_candidates,
+                    "harmony_consonance": harmony_consonance}
+    tok = composer.tokenizer
+    model_harm = transformer_harmoniser(composer, harmony_temp, harmony_candidates,
+                                        harmony_consonance)
     hmm_train = harmony_pieces(splits["train"], data)
     sections = (("likelihood", lambda: likelihood(composer, splits, split)),
                 ("chords", lambda: chord_metrics(tok, gen_pieces, model_harm)),
@@ -278,7 +292,8 @@ def format_table(r: dict) -> str:
     lines = [
         f"held-out {r['split']} split: {r['test_pieces']} pieces, {lk['tokens']} "
         f"tokens, {lk['notes']} notes; harmony on {r['harmony_pieces']} of them "
-        f"(pitch temperature {r['harmony_temp']:g})",
+        f"(pitch temperature {r['harmony_temp']:g}, {r['harmony_candidates']} candidates per "
+        f"window, consonance weight {r['harmony_consonance']:g})",
         "model                 NLL/token (nats)  bits/note",
         f"transformer           {lk['model_nll']:16.3f}  {lk['model_bpn']:9.2f}",
         f"{lk['ngram_order']}-gram Witten-Bell    {lk['ngram_nll']:16.3f}  {lk['ngram_bpn']:9.2f}",

@@ -54,15 +54,20 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, layout: Layout, mem: tuple[Tensor, ...] | None = None,
                 enc: Tensor | None = None, enc_bias: Tensor | None = None,
+                enc_kv: tuple[Tensor, Tensor] | None = None,
                 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Returns the new hidden state (B, T, D) and this layer's keys/values incl. memory."""
+        """Returns the new hidden state (B, T, D) and this layer's keys/values incl. memory.
+
+        ``enc_kv``: this layer's cross-attention keys/values of ``enc``, computed once
+        (:meth:`MusicTransformer.cross_kv`) instead of at every sampled token.
+        """
         h = self.norm1(x)
         k, v = self.attn.kv_of(h)
         if mem is not None:
             k, v = torch.cat([mem[0], k], dim=2), torch.cat([mem[1], v], dim=2)
         x = x + self.drop(self.attn(h, k, v, layout))
         if enc is not None and self.cross is not None:
-            ek, ev = self.cross.kv_of(enc)
+            ek, ev = enc_kv if enc_kv is not None else self.cross.kv_of(enc)
             x = x + self.drop(self.cross(self.norm_c(x), ek, ev, Layout(enc_bias)))
         x = x + self.drop(self.ff(self.norm2(x)))
         return x, (k, v)
@@ -142,7 +147,8 @@ class MusicTransformer(nn.Module):
 
     def decode(self, ids: Tensor, pos: Tensor, bar: Tensor, mem: Memory | None = None,
                enc: Tensor | None = None, enc_pad: Tensor | None = None,
-               align: Tensor | None = None) -> tuple[Tensor, Memory]:
+               align: Tensor | None = None, enc_kv: Memory | None = None,
+               ) -> tuple[Tensor, Memory]:
         """Causal decoder over one segment, attending to memory and optionally to an encoding.
 
         Args:
@@ -153,6 +159,7 @@ class MusicTransformer(nn.Module):
             align: (B, T) index into ``enc`` of the source note at each token's time, ``-1``
                 for none (:func:`symbolic.align.align_index`); required with ``enc`` when
                 ``cfg.align``, ignored otherwise.
+            enc_kv: :meth:`cross_kv` of ``enc`` (same values, not recomputed), or None.
 
         Returns:
             hidden: (B, T, D) normed hidden states.
@@ -166,9 +173,15 @@ class MusicTransformer(nn.Module):
         enc_bias = _pad_bias(enc_pad, ids.shape[1])
         new_mem: Memory = []
         for i, block in enumerate(self.decoder):
-            x, kv = block(x, layout, mem[i] if mem else None, enc, enc_bias)
+            x, kv = block(x, layout, mem[i] if mem else None, enc, enc_bias,
+                          enc_kv[i] if enc_kv else None)
             new_mem.append((kv[0].detach(), kv[1].detach(), *k_bar))
         return self.dec_norm(x), new_mem
+
+    def cross_kv(self, enc: Tensor) -> Memory:
+        """Every decoder layer's cross-attention keys/values of ``enc`` (B, S, D): each two
+        (B, H, S, Dh). Sampling reads one encoding at every token: computed once, not per token."""
+        return [block.cross.kv_of(enc) for block in self.decoder]
 
     def _aligned(self, enc: Tensor, align: Tensor | None) -> Tensor:
         """Projected encoder states enc (B, S, D) at ``align`` (B, T) -> (B, T, D).

@@ -29,6 +29,9 @@ class SampleConfig:
         top_k: keep the k most likely allowed tokens (0: all).
         top_p: keep the smallest set of tokens whose probability reaches p (1.0: all).
         seed: random seed; same seed, same output.
+        candidates: seq2seq windows sampled per source window; the consensus one is kept
+            (:mod:`symbolic.consensus`; 1: the single sample).
+        consonance: weight of on-beat consonance with the source in that choice.
     """
 
     pitch_temp: float = 1.0
@@ -36,6 +39,14 @@ class SampleConfig:
     top_k: int = 0
     top_p: float = 1.0
     seed: int = 0
+    candidates: int = 1
+    consonance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1:
+            raise ValueError(f"SampleConfig.candidates must be >= 1, got {self.candidates}")
+        if not self.consonance >= 0:  # NaN too
+            raise ValueError(f"SampleConfig.consonance must be >= 0, got {self.consonance:g}")
 
 
 def pick(logits: Tensor, allowed: np.ndarray, table: TokenTable, cfg: SampleConfig,
@@ -85,39 +96,112 @@ def generate(model: MusicTransformer, table: TokenTable, prefix: list[int], gram
     Returns:
         The new token ids (EOS and a bar-limit-exceeding Bar excluded).
     """
+    if use_memory:
+        return generate_many(model, table, prefix, [grammar], [cfg.seed], cfg, max_new, enc,
+                             enc_pad, source)[0]
     gen = torch.Generator().manual_seed(cfg.seed)
-    c, n_pos = model.cfg, model.cfg.n_pos
-    window = c.mem_len + c.seg_len
+    window = model.cfg.mem_len + model.cfg.seg_len
     tokens, new = list(prefix), []
     aligned = source.indices(tokens) if source is not None else None
-    mem, logits = (_prime(model, tokens, table, enc, enc_pad, aligned) if use_memory
-                   else (None, None))
-    eos = table.vocab["EOS_None"]
-    # Room for the note in progress and, when closing early, the empty bars still promised.
-    for _ in range(max_new + 8 + 2 * (grammar.max_bars or 0)):
-        if not use_memory:
-            ids, pos, bar = _ids_tensor(tokens[-window:], table, n_pos)
-            h, _ = model.decode(ids, pos, bar, None, enc, enc_pad, _row(aligned, -window))
-            logits = model.logits(h[0, -1])
-        grammar.closing = len(new) >= max_new
-        allowed = grammar.allowed()
-        if not allowed.any():
+    for _ in range(_budget(max_new, grammar)):
+        ids, pos, bar = _ids_tensor(tokens[-window:], table, model.cfg.n_pos)
+        h, _ = model.decode(ids, pos, bar, None, enc, enc_pad, _row(aligned, -window))
+        tok = _next_token(model.logits(h[0, -1]), grammar, len(new) >= max_new, table, cfg, gen)
+        if tok is None:
             break
-        tok = pick(logits, allowed, table, cfg, gen)
-        if tok == eos:
-            break
-        grammar.consume(tok)
         tokens.append(tok)
         new.append(tok)
         if aligned is not None:
             aligned.append(source.index(grammar))
-        if use_memory:
-            p, b = grammar.embed_ids(n_pos)
-            step = (torch.tensor([[v]]) for v in (tok, p, b))
-            h, mem = model.decode(*step, mem, enc, enc_pad, _row(aligned, -1))
-            mem = mem if mem[0][0].shape[2] <= window else trim_memory(mem, c.mem_len)
-            logits = model.logits(h[0, -1])
     return new
+
+
+@torch.no_grad()
+def generate_many(model: MusicTransformer, table: TokenTable, prefix: list[int],
+                  grammars: list[Grammar], seeds: list[int], cfg: SampleConfig, max_new: int,
+                  enc: Tensor | None = None, enc_pad: Tensor | None = None,
+                  source: SourceNotes | None = None) -> list[list[int]]:
+    """Samples one sequence per grammar, all rows in one batch with cached keys/values.
+
+    Rows share ``prefix`` (read once), the encoding and its cross-attention keys/values
+    (computed once), and differ by their seeds: row ``b`` is what :func:`generate` samples with
+    ``seed=seeds[b]`` (token for token in the tests; batched float rounding could differ). A
+    finished row keeps stepping with a dummy token until the last one ends; rows never attend
+    to each other.
+
+    Args:
+        model: the model (eval mode).
+        table: token table.
+        prefix: token ids given to every row (BOS or a task token first).
+        grammars: one automaton per row, each after ``prefix``.
+        seeds: one random seed per row, as many as ``grammars``.
+        cfg: sampling controls (its ``seed`` is not used: ``seeds`` are).
+        max_new: token budget of each row, as in :func:`generate`.
+        enc: (1, S, D) encoder output shared by the rows, or None.
+        enc_pad: (1, S) encoder padding mask.
+        source: the encoded source's notes, for a model with ``cfg.align``.
+
+    Returns:
+        The new token ids of every row (EOS excluded), in the order of ``grammars``.
+    """
+    if not grammars or len(seeds) != len(grammars):
+        raise ValueError(f"generate_many needs one seed per grammar, got {len(seeds)} seeds "
+                         f"for {len(grammars)} grammars")
+    B, c = len(grammars), model.cfg
+    window = c.mem_len + c.seg_len
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    aligned = [source.indices(prefix) for _ in range(B)] if source is not None else None
+    enc_kv = None if enc is None else model.cross_kv(enc)
+    mem, first = _prime(model, prefix, table, enc, enc_pad,
+                        aligned[0] if aligned is not None else None, enc_kv)
+    rows = lambda x: x.expand(B, *x.shape[1:])  # noqa: E731 -- a view per row, no copy
+    mem = [tuple(map(rows, layer)) for layer in mem]
+    enc_kv = None if enc_kv is None else [tuple(map(rows, layer)) for layer in enc_kv]
+    enc_b, pad_b = (None if t is None else rows(t) for t in (enc, enc_pad))
+    logits = first.expand(B, -1)
+    new: list[list[int]] = [[] for _ in range(B)]
+    budgets = [_budget(max_new, g) for g in grammars]
+    live = [True] * B
+    eos = table.vocab["EOS_None"]
+    for i in range(max(budgets)):
+        step = []
+        for b, g in enumerate(grammars):
+            tok = None
+            if live[b] and i < budgets[b]:
+                tok = _next_token(logits[b], g, len(new[b]) >= max_new, table, cfg, gens[b])
+            live[b] = tok is not None
+            if live[b]:
+                new[b].append(tok)
+                if aligned is not None:
+                    aligned[b].append(source.index(g))
+            step.append((tok if live[b] else eos, *g.embed_ids(c.n_pos)))
+        if not any(live):
+            break
+        ids, pos, bar = torch.tensor(step).T[..., None]  # three (B, 1)
+        align = None if aligned is None else torch.tensor([[a[-1]] for a in aligned])
+        h, mem = model.decode(ids, pos, bar, mem, enc_b, pad_b, align, enc_kv)
+        mem = mem if mem[0][0].shape[2] <= window else trim_memory(mem, c.mem_len)
+        logits = model.logits(h[:, -1])
+    return new
+
+
+def _budget(max_new: int, grammar: Grammar) -> int:
+    """Steps to allow: room for the note in progress and the empty bars still promised."""
+    return max_new + 8 + 2 * (grammar.max_bars or 0)
+
+
+def _next_token(logits: Tensor, grammar: Grammar, closing: bool, table: TokenTable,
+                cfg: SampleConfig, gen: torch.Generator) -> int | None:
+    """Samples and consumes the next token; None at EOS or when the grammar allows nothing."""
+    grammar.closing = closing
+    allowed = grammar.allowed()
+    if not allowed.any():
+        return None
+    tok = pick(logits, allowed, table, cfg, gen)
+    if tok == table.vocab["EOS_None"]:
+        return None
+    grammar.consume(tok)
+    return tok
 
 
 def _row(aligned: list[int] | None, start: int, end: int | None = None) -> Tensor | None:
@@ -126,7 +210,8 @@ def _row(aligned: list[int] | None, start: int, end: int | None = None) -> Tenso
 
 
 def _prime(model: MusicTransformer, tokens: list[int], table: TokenTable, enc: Tensor | None,
-           enc_pad: Tensor | None, aligned: list[int] | None) -> tuple[Memory, Tensor]:
+           enc_pad: Tensor | None, aligned: list[int] | None,
+           enc_kv: Memory | None) -> tuple[Memory, Tensor]:
     """Reads the prompt segment by segment (as in training); returns memory and next logits."""
     ids, pos, bar = _ids_tensor(tokens, table, model.cfg.n_pos)
     mem: Memory | None = None
@@ -134,7 +219,7 @@ def _prime(model: MusicTransformer, tokens: list[int], table: TokenTable, enc: T
     for s in range(0, ids.shape[1], S):
         sl = slice(s, s + S)
         h, mem = model.decode(ids[:, sl], pos[:, sl], bar[:, sl], mem, enc, enc_pad,
-                              _row(aligned, s, s + S))
+                              _row(aligned, s, s + S), enc_kv)
         mem = trim_memory(mem, model.cfg.mem_len) if s + S < ids.shape[1] else mem
     return mem, model.logits(h[0, -1])
 

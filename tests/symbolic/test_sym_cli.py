@@ -134,6 +134,8 @@ def test_clean_errors_for_bad_input(tiny_export, chorale_paths, tmp_path):
     two.dump_midi(str(tmp_path / "two.mid"))
     _assert_clean_error(_cli("harmonize", str(tmp_path / "two.mid"), "--track", "1", "--model",
                              str(tiny_export)), "track 1 has no")
+    _assert_clean_error(_cli("harmonize", str(chorale_paths[0]), "--candidates", "0", "--model",
+                             str(tiny_export)), "--candidates must be >= 1")
     assert not list(tmp_path.glob("*.harmonize.mid"))  # nothing half-written
 
 
@@ -161,5 +163,7 @@ def test_eval_errors_are_one_line(tiny_export, tmp_path):
                         "--harmony-temp must be >= 0")
     _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--continue-temp", "-0.5"),
                         "--continue-temp must be >= 0")
+    _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--harmony-consonance", "-1"),
+                        "--harmony-consonance must be >= 0")
     _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--data", "corpus",
                              "--cache-dir", str(tmp_path)), "no corpus cache")
