@@ -1,7 +1,13 @@
-"""Pitch temperatures chosen on the validation split (symbolic/README.md), shared by the
+"""Sampling settings chosen on the validation split (symbolic/README.md), shared by the
 commands and ``symbolic eval``. Plain constants, no torch: the CLI's parser imports them."""
 
-HARMONY_TEMP = 0.3  # melody->harmony: best Jaccard of 0.3 / 0.5 / 0.7 on 32 val chorales
+# melody->harmony, the shipped model on the 32 val chorales with 8 candidates and W 0.5:
+# temperature 0.3 / 0.5 / 0.7 gave Jaccard 0.434 / 0.427 / 0.411 (one sample: 0.3 as well)
+HARMONY_TEMP = 0.3
 CONTINUE_TEMP = 0.9  # continuation: pitch-class entropy closest to the real music's on val
-HARMONY_CANDIDATES = 8  # melody->harmony: windows sampled, the consensus kept (symbolic.consensus)
-HARMONY_CONSONANCE = 0.5  # weight of on-beat consonance with the melody in that choice
+# windows sampled, the consensus kept (symbolic.consensus): one sample 0.396 Jaccard and 0.785
+# consonance on val, 8 candidates 0.434 and 0.896
+HARMONY_CANDIDATES = 8
+# weight of on-beat consonance with the melody in that choice: W 0.5 / 1 at temperature 0.5
+# gave Jaccard 0.427 / 0.428, consonance 0.901 / 0.915 (0.5 kept: it had been chosen first)
+HARMONY_CONSONANCE = 0.5
