@@ -10,10 +10,10 @@ import torch
 
 from symbolic.align import SourceNotes
 from symbolic.checkpoint import model_from_export, read_export
-from symbolic.consensus import beat_sets, choose
+from symbolic.consensus import choose
 from symbolic.data import bar_slice
 from symbolic.grammar import Grammar
-from symbolic.metrics import all_notes
+from symbolic.metrics import all_notes, beat_pitch_classes
 from symbolic.midi_io import UserError, read_midi, select_track, write_midi
 from symbolic.model import MusicTransformer
 from symbolic.sample import SampleConfig, fill, generate, generate_many
@@ -130,8 +130,8 @@ class Composer:
         notes = [all_notes(decode(self.tokenizer, c)) for c in candidates]
         # Every beat anything sounds on: a source cut at max_src still has its later bars judged.
         end = max([n.end for n in src_notes] + [n.end for c in notes for n in c] + [1])
-        sets = [beat_sets(c, end, beat) for c in notes]
-        return choose(sets, beat_sets(src_notes, end, beat), consonance)
+        sets = [beat_pitch_classes(c, 0, end, beat) for c in notes]
+        return choose(sets, beat_pitch_classes(src_notes, 0, end, beat), consonance)
 
     @torch.no_grad()
     def harmonize(self, score: symusic.Score, track: int | None = None,

@@ -20,12 +20,7 @@ import numpy as np
 
 from symbolic import metrics as M
 
-__all__ = ["beat_sets", "consensus_scores", "choose"]
-
-
-def beat_sets(notes: list, end: int, beat: int) -> list[frozenset[int]]:
-    """Pitch-class set sounding at each beat onset in [0, end)."""
-    return M.beat_pitch_classes(notes, 0, end, beat)
+__all__ = ["consensus_scores", "choose"]
 
 
 def consensus_scores(candidates: Sequence[Sequence[frozenset[int]]],

@@ -150,10 +150,10 @@ def generate_many(model: MusicTransformer, table: TokenTable, prefix: list[int],
     B, c = len(grammars), model.cfg
     window = c.mem_len + c.seg_len
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    aligned = [source.indices(prefix) for _ in range(B)] if source is not None else None
+    start = source.indices(prefix) if source is not None else None
+    aligned = None if start is None else [list(start) for _ in range(B)]
     enc_kv = None if enc is None else model.cross_kv(enc)
-    mem, first = _prime(model, prefix, table, enc, enc_pad,
-                        aligned[0] if aligned is not None else None, enc_kv)
+    mem, first = _prime(model, prefix, table, enc, enc_pad, start, enc_kv)
     rows = lambda x: x.expand(B, *x.shape[1:])  # noqa: E731 -- a view per row, no copy
     mem = [tuple(map(rows, layer)) for layer in mem]
     enc_kv = None if enc_kv is None else [tuple(map(rows, layer)) for layer in enc_kv]
