@@ -4,7 +4,8 @@ With memory each new token attends to cached keys/values (constant work per toke
 without it, every step re-reads up to ``mem_len + seg_len`` past tokens (the same context) from
 scratch. The second table harmonises a 16-bar melody with K candidates per window, sampled in one
 batch (``generate_many``, what ``harmonize --candidates K`` does), against K one-candidate
-harmonisations one after the other.
+harmonisations one after the other; the third, with windows that start afresh against windows
+that continue the bars they reach back to (``--context-bars``, the default).
 
 Usage: python bench/symbolic_generate.py [--model PATH] [--lengths 128 256 512] [--threads 1]
        [--candidates 4 8 16]
@@ -66,6 +67,17 @@ def batched_vs_one_by_one(composer: Composer, melody: list[int], k: int) -> tupl
     return batched, time.perf_counter() - start
 
 
+def afresh_vs_context(composer: Composer, melody: list[int], k: int) -> tuple[float, float]:
+    """Seconds to harmonise ``melody`` (``k`` candidates) with windows that start afresh, then
+    with the default context (each window continues the bars it reaches back to)."""
+    times = []
+    for context in (0, None):
+        start = time.perf_counter()
+        composer.seq2seq_tokens(melody, True, SampleConfig(candidates=k, context_bars=context))
+        times.append(time.perf_counter() - start)
+    return times[0], times[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="export (default: the shipped model)")
@@ -92,6 +104,12 @@ def main() -> None:
     for k in args.candidates:
         batched, single = batched_vs_one_by_one(composer, melody, k)
         print(f"{'':17s} | {k:2d} | {batched:9.2f} | {single:12.2f} | {single / batched:7.2f}x")
+    if args.candidates:
+        ctx = composer.context_bars(SampleConfig())
+        print(f"\nharmonise 16 bars |  K | {'afresh s':>8} | {f'context {ctx} s':>11} | ratio")
+    for k in args.candidates:
+        afresh, context = afresh_vs_context(composer, melody, k)
+        print(f"{'':17s} | {k:2d} | {afresh:8.2f} | {context:11.2f} | {context / afresh:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -93,33 +93,72 @@ class Composer:
                        sample: SampleConfig) -> list[int]:
         """Harmony (or melody) ids for a whole source, window by window of ``window_bars`` bars.
 
-        Each window's output holds exactly the source window's bars, in the same meters.
+        Each window after the first starts ``sample.context_bars`` bars back (default half a
+        window) and its decoder is given the output already kept for those bars, so only the
+        bars after them are new: without it every window began afresh and the voices jumped
+        at each window's first beat. The output holds exactly the source's bars, in its meters.
+
+        Raises:
+            UserError: when ``context_bars`` is not below the model's window.
         """
         src = np.asarray(src_ids)
         starts = bar_starts(src, self.table)
+        ctx = self.context_bars(sample)
+        bars: list[list[int]] = []  # output ids of every source bar written so far
+        a = w = 0
+        while a < len(starts):
+            first = max(0, a - ctx)
+            window = bar_slice(src, starts, first, first + self.window_bars)
+            bars += self._window(window, [t for bar in bars[first:a] for t in bar], a - first,
+                                 to_harmony, sample, w)
+            a, w = first + self.window_bars, w + 1
+        return [t for bar in bars for t in bar]
+
+    def context_bars(self, sample: SampleConfig) -> int:
+        """Bars each window reaches back under ``sample`` (None: half the model's window).
+
+        Raises:
+            UserError: when that is not below the window.
+        """
+        ctx = self.window_bars // 2 if sample.context_bars is None else sample.context_bars
+        if ctx >= self.window_bars:
+            raise UserError(f"--context-bars must be below the model's window of "
+                            f"{self.window_bars} bars, got {ctx}")
+        return ctx
+
+    def _window(self, window: np.ndarray, prefix: list[int], given: int, to_harmony: bool,
+                sample: SampleConfig, w: int) -> list[list[int]]:
+        """The new bars (after the ``given`` bars of ``prefix``) of window ``w``, bar by bar."""
         task = self.table.id("ToHarmony_None" if to_harmony else "ToMelody_None")
         max_src, max_tgt = (self.max_src, self.max_tgt) if to_harmony else (self.max_tgt,
                                                                             self.max_src)
-        out: list[int] = []
-        for w, a in enumerate(range(0, len(starts), self.window_bars)):
-            window = bar_slice(src, starts, a, a + self.window_bars)
-            sigs = self._timesigs(window.tolist())  # before the cut: keeps bars aligned
-            window = window[:max_src]
-            x = torch.as_tensor(window, dtype=torch.long)[None]
-            pos, bar = position_ids(x, self.table, self.model.cfg.n_pos)
-            enc = self.model.encode(x, pos, bar)
-            k = sample.candidates
-            grammars = [Grammar(self.table, max_bars=len(sigs), exact=True, timesigs=sigs)
-                        for _ in range(k)]
-            for g in grammars:
-                g.consume(task)
-            source = SourceNotes(window.tolist(), self.table) if self.model.cfg.align else None
-            # Seeds distinct per window and row; with one candidate, seed + window as always.
-            seeds = [(sample.seed + w) * k + j for j in range(k)]
-            cands = generate_many(self.model, self.table, [task], grammars, seeds, sample,
-                                  max_tgt, enc=enc, source=source)
-            out += cands[self._consensus(window.tolist(), cands, sample.consonance)]
-        return out
+        sigs = self._timesigs(window.tolist())  # before the cut: keeps bars aligned
+        window = window[:max_src]
+        x = torch.as_tensor(window, dtype=torch.long)[None]
+        pos, bar = position_ids(x, self.table, self.model.cfg.n_pos)
+        enc = self.model.encode(x, pos, bar)
+        # After given bars the next bar is opened here: no candidate adds notes to them.
+        given_ids = [*prefix, self.table.id("Bar_None"), sigs[given]] if given else []
+        k = sample.candidates
+        grammars = [Grammar(self.table, max_bars=len(sigs), exact=True, timesigs=sigs)
+                    for _ in range(k)]
+        for g in grammars:
+            for tok in [task, *given_ids]:
+                g.consume(tok)
+        source = SourceNotes(window.tolist(), self.table) if self.model.cfg.align else None
+        # Seeds distinct per window and row; with one candidate, seed + window as always.
+        seeds = [(sample.seed + w) * k + j for j in range(k)]
+        cands = generate_many(self.model, self.table, [task, *given_ids], grammars, seeds,
+                              sample, max(1, max_tgt - len(given_ids)), enc=enc, source=source)
+        cands = [given_ids[len(prefix):] + c for c in cands]
+        new_src = bar_slice(window, bar_starts(window, self.table), given, len(sigs))
+        kept = np.asarray(cands[self._consensus(new_src.tolist(), cands, sample.consonance)])
+        cuts = bar_starts(kept, self.table).tolist()
+        out = [kept[i:j].tolist() for i, j in zip(cuts, [*cuts[1:], len(kept)], strict=True)]
+        # The grammar promises every bar; should a row ever run out of steps first, empty bars
+        # keep the output aligned with the source (the next window's context reads it by bar).
+        bar_id = self.table.id("Bar_None")
+        return out + [[bar_id, sig] for sig in sigs[given + len(out):]]
 
     def _consensus(self, src: list[int], candidates: list[list[int]], consonance: float) -> int:
         """Index of the candidate window :func:`symbolic.consensus.choose` keeps."""

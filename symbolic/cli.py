@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--consonance", type=float, default=HARMONY_CONSONANCE if harmony else 0.0,
                        help="weight of on-beat consonance with the source in that choice "
                             f"(default {HARMONY_CONSONANCE if harmony else 0.0:g})")
+        p.add_argument("--context-bars", type=int, default=None,
+                       help="bars each window reaches back, continuing the output kept for "
+                            "them (default: half the model's window; 0: windows start afresh)")
     p = sub.add_parser("remix", help="keep the rhythm or the pitches, re-write the rest")
     _add_common(p)
     p.add_argument("--keep", required=True, choices=["rhythm", "pitch"])
@@ -89,11 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_generate(args: argparse.Namespace) -> str:
     """Runs one of the MIDI-in, MIDI-out commands; returns a summary line."""
-    from symbolic.midi_io import read_midi, select_track, write_midi
+    from symbolic.midi_io import UserError, read_midi, select_track, write_midi
 
     # Validate before the heavy imports, so bad input fails in a blink.
     candidates, consonance = getattr(args, "candidates", 1), getattr(args, "consonance", 0.0)
     _check_consensus("--candidates", candidates, "--consonance", consonance)
+    context = getattr(args, "context_bars", None)
+    if context is not None and context < 0:
+        raise UserError(f"--context-bars must be >= 0, got {context}")
     score = given = read_midi(args.input)
     if args.command in ("harmonize", "melody"):
         role = "melody" if args.command == "harmonize" else "chords"
@@ -109,7 +115,7 @@ def run_generate(args: argparse.Namespace) -> str:
 
     composer = Composer.load(args.model)
     sample = SampleConfig(args.pitch_temp, args.timing_temp, args.top_k, args.top_p, args.seed,
-                          candidates, consonance)
+                          candidates, consonance, context)
     if args.command == "continue":
         out = composer.continue_score(score, args.bars, sample)
     elif args.command == "harmonize":

@@ -11,3 +11,6 @@ HARMONY_CANDIDATES = 8
 # weight of on-beat consonance with the melody in that choice: W 0.5 / 1 at temperature 0.5
 # gave Jaccard 0.427 / 0.428, consonance 0.901 / 0.915 (0.5 kept: it had been chosen first)
 HARMONY_CONSONANCE = 0.5
+# Window context (SampleConfig.context_bars; None, the default: half the model's window, 2 of
+# 4 bars): context 0 / 1 / 2 on val gave Jaccard 0.434 / 0.434 / 0.442, and the highest lower
+# voice leapt over a fifth at 12.5 / 0.0 / 0.0 % of the 4-bar lines (symbolic/README.md)

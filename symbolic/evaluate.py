@@ -253,7 +253,8 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
     report: dict = {"split": split, "test_pieces": len(test), "harmony_pieces": len(gen_pieces),
                     "harmony_temp": harmony_temp, "continue_temp": continue_temp,
                     "harmony_candidates": harmony_candidates,
-                    "harmony_consonance": harmony_consonance}
+                    "harmony_consonance": harmony_consonance,
+                    "harmony_context": composer.context_bars(EVAL_SAMPLE)}
     tok = composer.tokenizer
     model_harm = transformer_harmoniser(composer, harmony_temp, harmony_candidates,
                                         harmony_consonance)
@@ -293,7 +294,8 @@ def format_table(r: dict) -> str:
         f"held-out {r['split']} split: {r['test_pieces']} pieces, {lk['tokens']} "
         f"tokens, {lk['notes']} notes; harmony on {r['harmony_pieces']} of them "
         f"(pitch temperature {r['harmony_temp']:g}, {r['harmony_candidates']} candidates per "
-        f"window, consonance weight {r['harmony_consonance']:g})",
+        f"window, consonance weight {r['harmony_consonance']:g}, each window continuing the "
+        f"last {r['harmony_context']} bars)",
         "model                 NLL/token (nats)  bits/note",
         f"transformer           {lk['model_nll']:16.3f}  {lk['model_bpn']:9.2f}",
         f"{lk['ngram_order']}-gram Witten-Bell    {lk['ngram_nll']:16.3f}  {lk['ngram_bpn']:9.2f}",

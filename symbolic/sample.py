@@ -32,6 +32,9 @@ class SampleConfig:
         candidates: seq2seq windows sampled per source window; the consensus one is kept
             (:mod:`symbolic.consensus`; 1: the single sample).
         consonance: weight of on-beat consonance with the source in that choice.
+        context_bars: bars each seq2seq window after the first reaches back: its decoder
+            continues the output already kept for them, so voices run on across windows
+            (None: half the model's window; 0: every window starts afresh).
     """
 
     pitch_temp: float = 1.0
@@ -41,12 +44,15 @@ class SampleConfig:
     seed: int = 0
     candidates: int = 1
     consonance: float = 0.0
+    context_bars: int | None = None
 
     def __post_init__(self) -> None:
         if self.candidates < 1:
             raise ValueError(f"SampleConfig.candidates must be >= 1, got {self.candidates}")
         if not self.consonance >= 0:  # NaN too
             raise ValueError(f"SampleConfig.consonance must be >= 0, got {self.consonance:g}")
+        if self.context_bars is not None and self.context_bars < 0:
+            raise ValueError(f"SampleConfig.context_bars must be >= 0, got {self.context_bars}")
 
 
 def pick(logits: Tensor, allowed: np.ndarray, table: TokenTable, cfg: SampleConfig,

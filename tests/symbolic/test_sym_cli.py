@@ -136,6 +136,10 @@ def test_clean_errors_for_bad_input(tiny_export, chorale_paths, tmp_path):
                              str(tiny_export)), "track 1 has no")
     _assert_clean_error(_cli("harmonize", str(chorale_paths[0]), "--candidates", "0", "--model",
                              str(tiny_export)), "--candidates must be >= 1")
+    _assert_clean_error(_cli("harmonize", str(chorale_paths[0]), "--context-bars", "-1",
+                             "--model", str(tiny_export)), "--context-bars must be >= 0")
+    _assert_clean_error(_cli("melody", str(chorale_paths[0]), "--context-bars", "9", "--model",
+                             str(tiny_export)), "--context-bars must be below the model's window")
     assert not list(tmp_path.glob("*.harmonize.mid"))  # nothing half-written
 
 

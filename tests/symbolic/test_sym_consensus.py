@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from symbolic.align import SourceNotes
-from symbolic.api import Composer
+from symbolic.api import Composer, UserError
 from symbolic.checkpoint import export, load_export
 from symbolic.config import ModelConfig
 from symbolic.consensus import choose, consensus_scores
@@ -122,16 +122,24 @@ def _windows(composer, tokenizer, chorale, bars: int) -> tuple[list[int], list[l
     return src[: starts[bars]].tolist(), wins
 
 
-def _sample_window(composer, window: list[int], sample: SampleConfig, seed: int) -> list[int]:
+def _sample_window(composer, window: list[int], sample: SampleConfig, seed: int,
+                   given: tuple[int, ...] = ()) -> list[int]:
+    """One harmony of ``window``, its decoder starting with the ids ``given`` (forced)."""
     table, model = composer.table, composer.model
     x = torch.tensor([window])
     enc = model.encode(x, *position_ids(x, table, model.cfg.n_pos))
     task = table.id("ToHarmony_None")
     sigs = [window[i + 1] for i in np.nonzero(table.kind[np.asarray(window)] == K_BAR)[0]]
     g = Grammar(table, max_bars=len(sigs), exact=True, timesigs=sigs)
-    g.consume(task)
-    return generate(model, table, [task], g, dataclasses.replace(sample, seed=seed),
-                    composer.max_tgt, enc=enc, source=SourceNotes(window, table))
+    for tok in (task, *given):
+        g.consume(tok)
+    return generate(model, table, [task, *given], g, dataclasses.replace(sample, seed=seed),
+                    composer.max_tgt - len(given), enc=enc, source=SourceNotes(window, table))
+
+
+def _bars(ids: list[int], table) -> list[list[int]]:
+    cuts = [*np.nonzero(table.kind[np.asarray(ids)] == K_BAR)[0].tolist(), len(ids)]
+    return [ids[i:j] for i, j in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -140,7 +148,7 @@ def test_harmonize_keeps_the_consensus_of_each_windows_candidates(k, aligned, tm
     export(aligned, tmp_path / "a.pt", {"window_bars": 2})
     composer = Composer.load(tmp_path / "a.pt")
     src, wins = _windows(composer, tokenizer, chorale, 4)
-    sample = SampleConfig(pitch_temp=1.5, seed=4, candidates=k, consonance=0.5)
+    sample = SampleConfig(pitch_temp=1.5, seed=4, candidates=k, consonance=0.5, context_bars=0)
     expected = []
     for w, window in enumerate(wins):
         # one candidate: seed + window, as before candidates existed
@@ -148,3 +156,33 @@ def test_harmonize_keeps_the_consensus_of_each_windows_candidates(k, aligned, tm
         assert len(set(map(tuple, runs))) == k
         expected += runs[composer._consensus(window, runs, 0.5)]
     assert composer.seq2seq_tokens(src, True, sample) == expected
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_each_window_continues_the_bars_already_written(k, aligned, tmp_path, tokenizer,
+                                                        chorale):
+    """Context 1 of a 2-bar window: window w re-reads source bars w, w + 1 and its decoder is
+    given output bar w (forced, then the next Bar and TimeSig), so it writes bar w + 1 only."""
+    export(aligned, tmp_path / "a.pt", {"window_bars": 2})
+    composer = Composer.load(tmp_path / "a.pt")
+    table = composer.table
+    src, _ = _windows(composer, tokenizer, chorale, 5)
+    src_bars = _bars(src, table)
+    sample = SampleConfig(pitch_temp=1.5, seed=4, candidates=k, consonance=0.5)  # auto: 1 bar
+    runs = [_sample_window(composer, src_bars[0] + src_bars[1], sample, 4 * k + j)
+            for j in range(k)]
+    out = _bars(runs[composer._consensus(src_bars[0] + src_bars[1], runs, 0.5)], table)
+    for w, a in enumerate(range(2, 5), start=1):
+        window = src_bars[a - 1] + src_bars[a]
+        head = (table.id("Bar_None"), src_bars[a][1])
+        runs = [list(head) + _sample_window(composer, window, sample, (4 + w) * k + j,
+                                            (*out[a - 1], *head)) for j in range(k)]
+        out.append(runs[composer._consensus(src_bars[a], runs, 0.5)])
+    got = composer.seq2seq_tokens(src, True, sample)
+    assert got == [t for bar in out for t in bar]
+    assert [bar[1] for bar in _bars(got, table)] == [bar[1] for bar in src_bars]  # the meters
+    assert got != composer.seq2seq_tokens(src, True, dataclasses.replace(sample, context_bars=0))
+    with pytest.raises(UserError, match="below the model's window of 2 bars"):
+        composer.seq2seq_tokens(src, True, dataclasses.replace(sample, context_bars=2))
+    with pytest.raises(ValueError, match="context_bars must be >= 0"):
+        SampleConfig(context_bars=-1)
