@@ -42,6 +42,24 @@ def stack(first: symusic.Score, *others: symusic.Score) -> symusic.Score:
     return out
 
 
+def window_start(starts: np.ndarray, n_src: int, written: list[int], a: int, ctx: int,
+                 max_src: int, max_tgt: int) -> int:
+    """First source bar of the window whose new bars start at bar ``a``: ``ctx`` bars back, or
+    fewer where those bars would crowd out the new ones: the source from there to the end of
+    bar ``a`` must fit the encoder's ``max_src`` tokens (the window is cut after them), and the
+    output already written for them (``written``: ids per bar) half the decoder's ``max_tgt``.
+
+    Args:
+        starts: index of every Bar token in the source (``n_src`` ids).
+        written: ids of the output per bar written so far (at least ``a`` bars).
+    """
+    end = starts[a + 1] if a + 1 < len(starts) else n_src
+    first = max(0, a - ctx)
+    while first < a and (end - starts[first] > max_src or sum(written[first:a]) > max_tgt // 2):
+        first += 1
+    return first
+
+
 class Composer:
     """A loaded model plus its tokenizer, ready to continue, harmonise, write melodies, remix."""
 
@@ -97,6 +115,7 @@ class Composer:
         window) and its decoder is given the output already kept for those bars, so only the
         bars after them are new: without it every window began afresh and the voices jumped
         at each window's first beat. The output holds exactly the source's bars, in its meters.
+        Dense music reaches back less (:func:`window_start`).
 
         Raises:
             UserError: when ``context_bars`` is not below the model's window.
@@ -104,10 +123,11 @@ class Composer:
         src = np.asarray(src_ids)
         starts = bar_starts(src, self.table)
         ctx = self.context_bars(sample)
+        limits = (self.max_src, self.max_tgt) if to_harmony else (self.max_tgt, self.max_src)
         bars: list[list[int]] = []  # output ids of every source bar written so far
         a = w = 0
         while a < len(starts):
-            first = max(0, a - ctx)
+            first = window_start(starts, len(src), [len(b) for b in bars], a, ctx, *limits)
             window = bar_slice(src, starts, first, first + self.window_bars)
             bars += self._window(window, [t for bar in bars[first:a] for t in bar], a - first,
                                  to_harmony, sample, w)
@@ -122,8 +142,8 @@ class Composer:
         """
         ctx = self.window_bars // 2 if sample.context_bars is None else sample.context_bars
         if ctx >= self.window_bars:
-            raise UserError(f"--context-bars must be below the model's window of "
-                            f"{self.window_bars} bars, got {ctx}")
+            raise UserError(f"the window context (--context-bars) must be below the model's "
+                            f"window of {self.window_bars} bars, got {ctx}")
         return ctx
 
     def _window(self, window: np.ndarray, prefix: list[int], given: int, to_harmony: bool,

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{HARMONY_CANDIDATES})")
     p.add_argument("--harmony-consonance", type=float, default=HARMONY_CONSONANCE,
                    help=f"consonance weight of that choice (default {HARMONY_CONSONANCE:g})")
+    p.add_argument("--harmony-context", type=int, default=None,
+                   help="bars each melody->chords window reaches back (default: half the "
+                        "model's window; 0: windows afresh)")
     from symbolic.corpus import add_parser as add_corpus  # light: heavy imports are inside
 
     add_corpus(sub)
@@ -92,14 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_generate(args: argparse.Namespace) -> str:
     """Runs one of the MIDI-in, MIDI-out commands; returns a summary line."""
-    from symbolic.midi_io import UserError, read_midi, select_track, write_midi
+    from symbolic.midi_io import read_midi, select_track, write_midi
 
     # Validate before the heavy imports, so bad input fails in a blink.
     candidates, consonance = getattr(args, "candidates", 1), getattr(args, "consonance", 0.0)
     _check_consensus("--candidates", candidates, "--consonance", consonance)
     context = getattr(args, "context_bars", None)
-    if context is not None and context < 0:
-        raise UserError(f"--context-bars must be >= 0, got {context}")
+    _check_context("--context-bars", context)
     score = given = read_midi(args.input)
     if args.command in ("harmonize", "melody"):
         role = "melody" if args.command == "harmonize" else "chords"
@@ -142,6 +144,14 @@ def _check_consensus(k_flag: str, k: int, w_flag: str, w: float) -> None:
         raise UserError(f"{w_flag} must be >= 0, got {w:g}")
 
 
+def _check_context(flag: str, bars: int | None) -> None:
+    """One-line error for a negative window context (too large needs the model: Composer)."""
+    from symbolic.midi_io import UserError
+
+    if bars is not None and bars < 0:
+        raise UserError(f"{flag} must be >= 0, got {bars}")
+
+
 def run_train(overrides: list[str]) -> str:
     """Hydra-composed training; returns the export path line."""
     from symbolic.midi_io import UserError
@@ -169,9 +179,10 @@ def run_eval(args: argparse.Namespace) -> str:
             raise UserError(f"--{flag}-temp must be >= 0, got {temps[flag]:g}")
     _check_consensus("--harmony-candidates", args.harmony_candidates, "--harmony-consonance",
                      args.harmony_consonance)
+    _check_context("--harmony-context", args.harmony_context)
     report = evaluate(args.model, args.data, args.cache_dir, args.pieces, args.prompts, args.seed,
                       args.split, temps["harmony"], temps["continue"], args.harmony_candidates,
-                      args.harmony_consonance)
+                      args.harmony_consonance, args.harmony_context)
     return format_table(report)
 
 

@@ -35,6 +35,7 @@ from symbolic.tokens import K_BAR, K_PITCH, TokenTable, bar_starts, decode, posi
 CHORALE_PREFIX = "bach/"  # the corpus names items collection/work
 EVAL_SAMPLE = SampleConfig(pitch_temp=0.7, timing_temp=0.7, top_p=0.9)
 PROMPT_BARS, CONT_BARS = 4, 4
+LEAP_BARS = 4  # leaps are counted at every 4th bar line: where a 4-bar window used to restart
 
 
 @torch.no_grad()
@@ -75,9 +76,11 @@ Harmoniser = Callable[[int, Piece, symusic.Score], list]
 
 def transformer_harmoniser(composer: Composer, pitch_temp: float = HARMONY_TEMP,
                            candidates: int = HARMONY_CANDIDATES,
-                           consonance: float = HARMONY_CONSONANCE) -> Harmoniser:
+                           consonance: float = HARMONY_CONSONANCE,
+                           context: int | None = None) -> Harmoniser:
     """The model's melody->harmony face as a harmoniser (seed = piece index)."""
-    chosen = {"pitch_temp": pitch_temp, "candidates": candidates, "consonance": consonance}
+    chosen = {"pitch_temp": pitch_temp, "candidates": candidates, "consonance": consonance,
+              "context_bars": context}
 
     def run(i: int, piece: Piece, _mel: symusic.Score) -> list:
         sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, **chosen, "seed": i})
@@ -100,12 +103,15 @@ def chord_metrics(tokenizer: REMI, pieces: list[Piece], harmonise: Harmoniser) -
         ``jaccard``, ``root_acc``; ``chord_tone_*`` (on-beat melody notes sounding in the lower
         voices); ``consonance_*`` (beats where melody + lower voices form one chord of
         :data:`symbolic.metrics.CONSONANT`, among those where the melody sounds); ``in_key_*``
-        (lower-voice notes in the melody's Krumhansl-Schmuckler key); ``*_gen`` for the
-        harmoniser, ``*_real`` for the piece's own lower voices.
+        (lower-voice notes in the melody's Krumhansl-Schmuckler key); ``leaps_*`` (at every
+        ``LEAP_BARS``-th bar line, the highest lower voice moves more than a fifth from the
+        beat before; nan without such lines); ``*_gen`` for the harmoniser, ``*_real`` for the
+        piece's own lower voices.
     """
     acc, jac, root, tone_gen, tone_real = [], [], [], [], []
     cons: dict[str, list[bool]] = {"gen": [], "real": []}
     in_key: dict[str, list[bool]] = {"gen": [], "real": []}
+    leaps: dict[str, list[bool]] = {"gen": [], "real": []}
     for i, p in enumerate(pieces):
         mel_score = decode(tokenizer, p.melody.tolist())
         gen = harmonise(i, p, mel_score)
@@ -115,6 +121,9 @@ def chord_metrics(tokenizer: REMI, pieces: list[Piece], harmonise: Harmoniser) -
         for name, notes in (("gen", gen), ("real", real)):
             in_key[name] += [n.pitch % 12 in key_pcs for n in notes]
         end = max(n.end for n in real + mel)
+        lines = M.bar_lines(mel_score, end)[LEAP_BARS::LEAP_BARS]
+        for name, notes in (("gen", gen), ("real", real)):
+            leaps[name] += M.top_leaps(notes, lines, beat)
         g_sets, r_sets, m_sets = (M.beat_pitch_classes(x, 0, end, beat) for x in (gen, real, mel))
         for t, g, r, m in zip(range(0, end, beat), g_sets, r_sets, m_sets, strict=True):
             if not r:
@@ -138,7 +147,8 @@ def chord_metrics(tokenizer: REMI, pieces: list[Piece], harmonise: Harmoniser) -
             "root_acc": float(np.mean(root)), "chord_tone_gen": float(np.mean(tone_gen)),
             "chord_tone_real": float(np.mean(tone_real)), "beats": len(acc),
             **{f"consonance_{k}": float(np.mean(v)) for k, v in cons.items()},
-            **{f"in_key_{k}": float(np.mean(v)) for k, v in in_key.items()}}
+            **{f"in_key_{k}": float(np.mean(v)) for k, v in in_key.items()},
+            **{f"leaps_{k}": float(np.mean(v)) if v else math.nan for k, v in leaps.items()}}
 
 
 def _stats(score, bars: int) -> dict[str, float]:
@@ -234,7 +244,8 @@ def spread(pieces: list, count: int) -> list:
 def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, prompts: int,
              seed: int = 0, split: str = "test", harmony_temp: float = HARMONY_TEMP,
              continue_temp: float = CONTINUE_TEMP, harmony_candidates: int = HARMONY_CANDIDATES,
-             harmony_consonance: float = HARMONY_CONSONANCE) -> dict:
+             harmony_consonance: float = HARMONY_CONSONANCE,
+             harmony_context: int | None = None) -> dict:
     """Runs every metric on the held-out ``split`` (``val`` to choose a setting, ``test`` to
     report); ``pieces``/``prompts`` cap the generation metrics; ``harmony_*`` set the
     melody->harmony sampling (:class:`symbolic.sample.SampleConfig`)."""
@@ -254,10 +265,11 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
                     "harmony_temp": harmony_temp, "continue_temp": continue_temp,
                     "harmony_candidates": harmony_candidates,
                     "harmony_consonance": harmony_consonance,
-                    "harmony_context": composer.context_bars(EVAL_SAMPLE)}
+                    "harmony_context": composer.context_bars(
+                        SampleConfig(context_bars=harmony_context))}
     tok = composer.tokenizer
     model_harm = transformer_harmoniser(composer, harmony_temp, harmony_candidates,
-                                        harmony_consonance)
+                                        harmony_consonance, harmony_context)
     hmm_train = harmony_pieces(splits["train"], data)
     sections = (("likelihood", lambda: likelihood(composer, splits, split)),
                 ("chords", lambda: chord_metrics(tok, gen_pieces, model_harm)),
@@ -276,15 +288,20 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
 def _chord_rows(ch: dict, hmm: dict) -> list[str]:
     """Melody->chords table: the transformer, the HMM baseline, the real lower voices."""
     head = f"melody->chords ({ch['beats']} beats)"
-    rows = [f"{head:30s}  pc-set acc  jaccard  root acc  chord-tone  consonance  in key"]
+    rows = [f"{head:30s}  pc-set acc  jaccard  root acc  chord-tone  consonance  in key  "
+            f"leaps at {LEAP_BARS}-bar lines"]
     for name, c in (("transformer", ch), (H.LABEL, hmm)):
         rows.append(f"{name:30s}  {c['pcset_acc']:10.3f}  {c['jaccard']:7.3f}  "
                     f"{c['root_acc']:8.3f}  {c['chord_tone_gen']:10.3f}  "
-                    f"{c['consonance_gen']:10.3f}  {c['in_key_gen']:6.3f}")
+                    f"{c['consonance_gen']:10.3f}  {c['in_key_gen']:6.3f}  {c['leaps_gen']:6.3f}")
     rows.append(f"{'real lower voices':30s}  {'':10s}  {'':7s}  {'':8s}  "
                 f"{ch['chord_tone_real']:10.3f}  {ch['consonance_real']:10.3f}  "
-                f"{ch['in_key_real']:6.3f}")
+                f"{ch['in_key_real']:6.3f}  {ch['leaps_real']:6.3f}")
     return rows
+
+
+def _context_words(bars: int) -> str:
+    return f"each window continuing the last {bars} bars" if bars else "windows afresh"
 
 
 def format_table(r: dict) -> str:
@@ -294,8 +311,8 @@ def format_table(r: dict) -> str:
         f"held-out {r['split']} split: {r['test_pieces']} pieces, {lk['tokens']} "
         f"tokens, {lk['notes']} notes; harmony on {r['harmony_pieces']} of them "
         f"(pitch temperature {r['harmony_temp']:g}, {r['harmony_candidates']} candidates per "
-        f"window, consonance weight {r['harmony_consonance']:g}, each window continuing the "
-        f"last {r['harmony_context']} bars)",
+        f"window, consonance weight {r['harmony_consonance']:g}, "
+        f"{_context_words(r['harmony_context'])})",
         "model                 NLL/token (nats)  bits/note",
         f"transformer           {lk['model_nll']:16.3f}  {lk['model_bpn']:9.2f}",
         f"{lk['ngram_order']}-gram Witten-Bell    {lk['ngram_nll']:16.3f}  {lk['ngram_bpn']:9.2f}",

@@ -139,3 +139,26 @@ CONSONANT = frozenset(frozenset((r + i) % 12 for i in c) for c in _CHORDS for r 
 def is_consonant(pcs: frozenset[int]) -> bool:
     """Whether a sounding pitch-class set is one triad or dominant seventh (see ``CONSONANT``)."""
     return pcs in CONSONANT
+
+
+def bar_lines(score: symusic.Score, end: int) -> list[int]:
+    """Start tick of every bar before ``end``, from the score's time signatures (4/4 if none)."""
+    beat, sigs = score.ticks_per_quarter, sorted(score.time_signatures, key=lambda s: s.time)
+    out, t = [], 0
+    while t < end:
+        out.append(t)
+        sig = next((s for s in reversed(sigs) if s.time <= t), None)
+        num, den = (sig.numerator, sig.denominator) if sig else (4, 4)
+        t += max(1, beat * 4 * num // den)
+    return out
+
+
+def top_leaps(notes: list, lines: list[int], beat: int, interval: int = 7) -> list[bool]:
+    """Per line tick (skipping tick 0 and lines where either side is silent): does the highest
+    sounding pitch move by more than ``interval`` semitones from the beat before the line?"""
+    out = []
+    for t in lines:
+        before, after = sounding(notes, t - beat), sounding(notes, t)
+        if t >= beat and before and after:
+            out.append(abs(max(n.pitch for n in after) - max(n.pitch for n in before)) > interval)
+    return out

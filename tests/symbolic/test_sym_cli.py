@@ -139,7 +139,7 @@ def test_clean_errors_for_bad_input(tiny_export, chorale_paths, tmp_path):
     _assert_clean_error(_cli("harmonize", str(chorale_paths[0]), "--context-bars", "-1",
                              "--model", str(tiny_export)), "--context-bars must be >= 0")
     _assert_clean_error(_cli("melody", str(chorale_paths[0]), "--context-bars", "9", "--model",
-                             str(tiny_export)), "--context-bars must be below the model's window")
+                             str(tiny_export)), "(--context-bars) must be below the model's")
     assert not list(tmp_path.glob("*.harmonize.mid"))  # nothing half-written
 
 
@@ -169,5 +169,7 @@ def test_eval_errors_are_one_line(tiny_export, tmp_path):
                         "--continue-temp must be >= 0")
     _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--harmony-consonance", "-1"),
                         "--harmony-consonance must be >= 0")
+    _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--harmony-context", "-2"),
+                        "--harmony-context must be >= 0")
     _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--data", "corpus",
                              "--cache-dir", str(tmp_path)), "no corpus cache")

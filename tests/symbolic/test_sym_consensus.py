@@ -6,10 +6,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+import symusic
 import torch
 
 from symbolic.align import SourceNotes
-from symbolic.api import Composer, UserError
+from symbolic.api import Composer, UserError, window_start
 from symbolic.checkpoint import export, load_export
 from symbolic.config import ModelConfig
 from symbolic.consensus import choose, consensus_scores
@@ -137,6 +138,24 @@ def _sample_window(composer, window: list[int], sample: SampleConfig, seed: int,
                     composer.max_tgt - len(given), enc=enc, source=SourceNotes(window, table))
 
 
+def _sample_rows(composer, window: list[int], sample: SampleConfig, seeds: list[int],
+                 given: tuple[int, ...]) -> list[list[int]]:
+    """Harmonies of ``window`` in one batch (as ``harmonize`` samples: long rows may round
+    differently one by one), the decoder starting with the ids ``given``."""
+    table, model = composer.table, composer.model
+    x = torch.tensor([window])
+    enc = model.encode(x, *position_ids(x, table, model.cfg.n_pos))
+    task = table.id("ToHarmony_None")
+    sigs = [window[i + 1] for i in np.nonzero(table.kind[np.asarray(window)] == K_BAR)[0]]
+    grammars = [Grammar(table, max_bars=len(sigs), exact=True, timesigs=sigs) for _ in seeds]
+    for g in grammars:
+        for tok in (task, *given):
+            g.consume(tok)
+    return generate_many(model, table, [task, *given], grammars, seeds, sample,
+                         composer.max_tgt - len(given), enc=enc,
+                         source=SourceNotes(window, table))
+
+
 def _bars(ids: list[int], table) -> list[list[int]]:
     cuts = [*np.nonzero(table.kind[np.asarray(ids)] == K_BAR)[0].tolist(), len(ids)]
     return [ids[i:j] for i, j in zip(cuts[:-1], cuts[1:], strict=True)]
@@ -158,31 +177,60 @@ def test_harmonize_keeps_the_consensus_of_each_windows_candidates(k, aligned, tm
     assert composer.seq2seq_tokens(src, True, sample) == expected
 
 
+def _two_meters(tokenizer) -> list[int]:
+    """Seven bars of quarter notes on a scale: four in 4/4, then three in 3/4."""
+    score = symusic.Score(480)
+    score.time_signatures.extend([symusic.TimeSignature(0, 4, 4),
+                                  symusic.TimeSignature(4 * 1920, 3, 4)])
+    track = symusic.Track("melody")
+    for i in range(25):
+        track.notes.append(symusic.Note(i * 480, 480, (60, 62, 64, 65, 67, 69, 71)[i % 7], 80))
+    score.tracks.append(track)
+    return encode(tokenizer, score)
+
+
 @pytest.mark.parametrize("k", [1, 3])
-def test_each_window_continues_the_bars_already_written(k, aligned, tmp_path, tokenizer,
-                                                        chorale):
-    """Context 1 of a 2-bar window: window w re-reads source bars w, w + 1 and its decoder is
-    given output bar w (forced, then the next Bar and TimeSig), so it writes bar w + 1 only."""
-    export(aligned, tmp_path / "a.pt", {"window_bars": 2})
+def test_each_window_continues_the_bars_already_written(k, aligned, tmp_path, tokenizer):
+    """Context 2 of a 4-bar window over 7 bars (4/4, then 3/4): windows [0, 4), [2, 6), [4, 7);
+    each later one is given its first two output bars (forced, then the next Bar and TimeSig)
+    and writes only the bars after them, judged on those bars alone."""
+    # a budget the context never crowds, so every window reaches back 2 (window_start: below)
+    export(aligned, tmp_path / "a.pt", {"window_bars": 4, "max_tgt_len": 20000})
     composer = Composer.load(tmp_path / "a.pt")
     table = composer.table
-    src, _ = _windows(composer, tokenizer, chorale, 5)
+    src = _two_meters(tokenizer)
     src_bars = _bars(src, table)
-    sample = SampleConfig(pitch_temp=1.5, seed=4, candidates=k, consonance=0.5)  # auto: 1 bar
-    runs = [_sample_window(composer, src_bars[0] + src_bars[1], sample, 4 * k + j)
-            for j in range(k)]
-    out = _bars(runs[composer._consensus(src_bars[0] + src_bars[1], runs, 0.5)], table)
-    for w, a in enumerate(range(2, 5), start=1):
-        window = src_bars[a - 1] + src_bars[a]
-        head = (table.id("Bar_None"), src_bars[a][1])
-        runs = [list(head) + _sample_window(composer, window, sample, (4 + w) * k + j,
-                                            (*out[a - 1], *head)) for j in range(k)]
-        out.append(runs[composer._consensus(src_bars[a], runs, 0.5)])
+    assert len(src_bars) == 7 and len({bar[1] for bar in src_bars}) == 2  # two meters
+    sample = SampleConfig(pitch_temp=1.5, seed=4, candidates=k, consonance=0.5)  # auto: 2 bars
+    out: list[list[int]] = []
+    for w, (first, a, end) in enumerate([(0, 0, 4), (2, 4, 6), (4, 6, 7)]):
+        window = [t for bar in src_bars[first:end] for t in bar]
+        head = (table.id("Bar_None"), src_bars[a][1]) if a > first else ()
+        given = (*[t for bar in out[first:a] for t in bar], *head)
+        assert len(given) <= composer.max_tgt // 2
+        seeds = [(4 + w) * k + j for j in range(k)]
+        runs = [list(head) + r for r in _sample_rows(composer, window, sample, seeds, given)]
+        new_src = [t for bar in src_bars[a:end] for t in bar]
+        out += _bars(runs[composer._consensus(new_src, runs, 0.5)], table)
+        assert len(out) == end
     got = composer.seq2seq_tokens(src, True, sample)
     assert got == [t for bar in out for t in bar]
     assert [bar[1] for bar in _bars(got, table)] == [bar[1] for bar in src_bars]  # the meters
     assert got != composer.seq2seq_tokens(src, True, dataclasses.replace(sample, context_bars=0))
-    with pytest.raises(UserError, match="below the model's window of 2 bars"):
-        composer.seq2seq_tokens(src, True, dataclasses.replace(sample, context_bars=2))
+    with pytest.raises(UserError, match="below the model's window of 4 bars"):
+        composer.seq2seq_tokens(src, True, dataclasses.replace(sample, context_bars=4))
     with pytest.raises(ValueError, match="context_bars must be >= 0"):
         SampleConfig(context_bars=-1)
+
+
+def test_window_start_reaches_back_less_where_the_context_would_crowd_the_new_bars():
+    starts, n = np.arange(0, 60, 10), 60  # six bars of ten source ids
+    few = [5] * 6  # output ids per bar written
+    assert [window_start(starts, n, few, a, 2, 160, 384) for a in (0, 1, 4, 5)] == [0, 0, 2, 3]
+    # source from the first bar to the end of bar 4 (id 50) must fit max_src
+    assert [window_start(starts, n, few, 4, 2, lim, 384) for lim in (30, 29, 20, 19)] == [
+        2, 3, 3, 4]
+    assert window_start(starts, n, few, 5, 2, 30, 384) == 3  # the last bar ends at n
+    # output already written for the context bars must fit half of max_tgt
+    dense = [5, 5, 100, 5, 5, 5]
+    assert [window_start(starts, n, dense, 4, 2, 160, t) for t in (210, 209, 8)] == [2, 3, 4]

@@ -46,3 +46,17 @@ def test_a_minor_key_holds_its_leading_note():
     ({2, 5, 9, 0}, False), (set(), False)])
 def test_consonance_is_one_triad_or_dominant_seventh(pcs, ok):
     assert M.is_consonant(frozenset(pcs)) is ok
+
+
+def test_bar_lines_follow_meter_changes_and_top_leaps_compare_the_beat_before():
+    score = symusic.Score(480)
+    score.time_signatures.extend([symusic.TimeSignature(0, 4, 4),
+                                  symusic.TimeSignature(1920, 3, 4)])
+    assert M.bar_lines(score, 1920 + 3 * 1440) == [0, 1920, 3360, 4800]
+    assert M.bar_lines(symusic.Score(480), 3840) == [0, 1920]  # no signature: 4/4
+    n = symusic.Note
+    notes = [n(1440, 480, 60, 80), n(1920, 480, 72, 80),  # a leap of an octave at 1920
+             n(2880, 480, 67, 80), n(2880, 480, 50, 80), n(3360, 480, 65, 80),  # top 67 -> 65
+             n(4800, 480, 60, 80)]  # nothing sounds on the beat before 4800: skipped
+    assert M.top_leaps(notes, [0, 1920, 3360, 4800], 480) == [True, False]
+    assert M.top_leaps(notes, [1920], 480, interval=12) == [False]  # more than, not equal
