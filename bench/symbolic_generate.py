@@ -103,16 +103,16 @@ def main() -> None:
         with_mem = tokens_per_second(composer, n, True)
         without = tokens_per_second(composer, n, False)
         print(f"{n:7d} | {with_mem:17.1f} | {without:13.1f} | {with_mem / without:7.2f}x")
+    if not args.candidates:
+        return
     melody = composer.tokens(scale_melody(16))
-    if args.candidates:
-        print(f"\nharmonise 16 bars |  K | {'batched s':>9} | {'one by one s':>12} | speed-up")
+    print(f"\nharmonise 16 bars |  K | {'batched s':>9} | {'one by one s':>12} | speed-up")
     for k in args.candidates:
         batched, single = batched_vs_one_by_one(composer, melody, k)
         print(f"{'':17s} | {k:2d} | {batched:9.2f} | {single:12.2f} | {single / batched:7.2f}x")
-    if args.candidates:
-        ctx = composer.context_bars(SampleConfig())
-        print(f"\nharmonise 16 bars |  K | {'afresh s':>8} | {f'context {ctx} s':>11} | "
-              "ratio (median of 3 alternating pairs)")
+    ctx = composer.context_bars(SampleConfig())
+    print(f"\nharmonise 16 bars |  K | {'afresh s':>8} | {f'context {ctx} s':>11} | "
+          "ratio (median of 3 alternating pairs)")
     for k in args.candidates:
         afresh, context, ratio = afresh_vs_context(composer, melody, k)
         print(f"{'':17s} | {k:2d} | {afresh:8.2f} | {context:11.2f} | {ratio:5.2f}x")

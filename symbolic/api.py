@@ -123,6 +123,7 @@ class Composer:
         src = np.asarray(src_ids)
         starts = bar_starts(src, self.table)
         ctx = self.context_bars(sample)
+        task = self.table.id("ToHarmony_None" if to_harmony else "ToMelody_None")
         limits = (self.max_src, self.max_tgt) if to_harmony else (self.max_tgt, self.max_src)
         bars: list[list[int]] = []  # output ids of every source bar written so far
         a = w = 0
@@ -130,7 +131,7 @@ class Composer:
             first = window_start(starts, len(src), [len(b) for b in bars], a, ctx, *limits)
             window = bar_slice(src, starts, first, first + self.window_bars)
             bars += self._window(window, [t for bar in bars[first:a] for t in bar], a - first,
-                                 to_harmony, sample, w)
+                                 task, limits, sample, w)
             a, w = first + self.window_bars, w + 1
         return [t for bar in bars for t in bar]
 
@@ -146,12 +147,11 @@ class Composer:
                             f"window of {self.window_bars} bars, got {ctx}")
         return ctx
 
-    def _window(self, window: np.ndarray, prefix: list[int], given: int, to_harmony: bool,
-                sample: SampleConfig, w: int) -> list[list[int]]:
-        """The new bars (after the ``given`` bars of ``prefix``) of window ``w``, bar by bar."""
-        task = self.table.id("ToHarmony_None" if to_harmony else "ToMelody_None")
-        max_src, max_tgt = (self.max_src, self.max_tgt) if to_harmony else (self.max_tgt,
-                                                                            self.max_src)
+    def _window(self, window: np.ndarray, prefix: list[int], given: int, task: int,
+                limits: tuple[int, int], sample: SampleConfig, w: int) -> list[list[int]]:
+        """The new bars (after the ``given`` bars of ``prefix``) of window ``w``, bar by bar;
+        ``task`` opens the decoder, ``limits`` are the (source, output) token budgets."""
+        max_src, max_tgt = limits
         sigs = self._timesigs(window.tolist())  # before the cut: keeps bars aligned
         window = window[:max_src]
         x = torch.as_tensor(window, dtype=torch.long)[None]

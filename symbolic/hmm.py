@@ -185,9 +185,7 @@ def strong_beats(score: symusic.Score, n_beats: int) -> np.ndarray:
     out = np.zeros(n_beats, dtype=bool)
     for i in range(n_beats):
         t = i * beat
-        sig = next((s for s in reversed(sigs) if s.time <= t), None)
-        num, den, t0 = (sig.numerator, sig.denominator, sig.time) if sig else (4, 4, 0)
-        bar = max(1, beat * 4 * num // den)
+        num, den, t0, bar = M.meter_at(sigs, t, beat)
         pos = (t - t0) % bar
         out[i] = pos == 0 or (num == 4 and den == 4 and 2 * pos == bar)
     return out

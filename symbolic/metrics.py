@@ -141,15 +141,22 @@ def is_consonant(pcs: frozenset[int]) -> bool:
     return pcs in CONSONANT
 
 
+def meter_at(sigs: list, t: int, beat: int) -> tuple[int, int, int, int]:
+    """(numerator, denominator, start tick, bar length in ticks) of the time signature in force
+    at tick ``t``: the last of ``sigs`` starting at or before it, else 4/4 from tick 0.
+    ``beat``: ticks per quarter note."""
+    sig = next((s for s in reversed(sigs) if s.time <= t), None)
+    num, den, start = (sig.numerator, sig.denominator, sig.time) if sig else (4, 4, 0)
+    return num, den, start, max(1, beat * 4 * num // den)
+
+
 def bar_lines(score: symusic.Score, end: int) -> list[int]:
     """Start tick of every bar before ``end``, from the score's time signatures (4/4 if none)."""
     beat, sigs = score.ticks_per_quarter, sorted(score.time_signatures, key=lambda s: s.time)
     out, t = [], 0
     while t < end:
         out.append(t)
-        sig = next((s for s in reversed(sigs) if s.time <= t), None)
-        num, den = (sig.numerator, sig.denominator) if sig else (4, 4)
-        t += max(1, beat * 4 * num // den)
+        t += meter_at(sigs, t, beat)[3]
     return out
 
 
