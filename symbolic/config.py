@@ -126,6 +126,12 @@ class TrainerConfig:
         init_from: a training state (``last.pt``) or export whose weights start a new run
             (fine-tuning); parameters only this run's model has (``model.align``) keep their
             initialisation. Ignored when the run resumes.
+        precision: ``auto`` (bf16 autocast on CUDA, float32 on the CPU), ``bf16`` or ``fp32``:
+            the forward pass's arithmetic; weights and optimiser state stay float32.
+        time_schedule: the learning rate's cosine decay runs over ``max_minutes`` of wall time
+            instead of ``steps`` (:func:`symbolic.train.lr_at`): a run sized by time.
+        workers: background processes drawing the training batches (:mod:`symbolic.stream`);
+            0 draws them between steps, as the shipped CPU recipes did.
     """
 
     run_dir: str = "runs/symbolic"
@@ -145,6 +151,9 @@ class TrainerConfig:
     max_minutes: float = 0.0
     device: str = "cpu"
     init_from: str = ""
+    precision: str = "auto"
+    time_schedule: bool = False
+    workers: int = 0
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from symbolic.checkpoint import STATE_NAME, export, load_state, read_export, sav
 from symbolic.config import ModelConfig, TrainConfig, to_dataclass, to_dict
 from symbolic.data import IGNORE, Piece, TaskBatcher, load_pieces
 from symbolic.model import MusicTransformer, count_params, trim_memory
+from symbolic.stream import batch_stream, task_batch
 from symbolic.tokens import K_POS, TokenTable, build_tokenizer, token_table
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "symbolic"
@@ -67,35 +69,37 @@ def seq2seq_loss(model: MusicTransformer, b: dict[str, Tensor]) -> Tensor:
     return ce(model.logits(h), b["target"])
 
 
-TASKS = ("lm", "mlm", "mel2harm", "harm2mel")
-
-
-def task_batch(batcher: TaskBatcher, task: str, size: int, seg_len: int,
-               device: torch.device | None = None) -> dict[str, Tensor]:
-    """One batch of ``task`` (``lm``, ``mlm``, ``mel2harm``, ``harm2mel``), on ``device``."""
-    if task == "lm":
-        b = batcher.lm(size, 2 * seg_len)
-    elif task == "mlm":
-        b = batcher.mlm(size)
-    elif task in ("mel2harm", "harm2mel"):
-        b = batcher.seq2seq(size, to_harmony=task == "mel2harm")
-    else:  # a typo in trainer.tasks
-        raise UserError(f"unknown task {task!r} in trainer.tasks: use {', '.join(TASKS)}")
-    return b if device is None else {k: v.to(device) for k, v in b.items()}
-
-
 def task_loss(model: MusicTransformer, task: str, b: dict[str, Tensor]) -> Tensor:
     if task == "lm":
         return lm_loss(model, b)
     return mlm_loss(model, b) if task == "mlm" else seq2seq_loss(model, b)
 
 
+def autocast(device: torch.device, precision: str = "fp32") -> AbstractContextManager:
+    """bf16 autocast for ``precision`` ``bf16``, or ``auto`` on CUDA; else no change.
+
+    Raises:
+        UserError: ``precision`` is not auto, bf16 or fp32.
+    """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise UserError(f"trainer.precision must be auto, bf16 or fp32, not {precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
 def train_step(model: MusicTransformer, opt: torch.optim.Optimizer, batches: dict[str, dict],
-               grad_clip: float) -> dict[str, float]:
-    """One optimiser step on the summed task losses; returns ``{"loss/<task>": value}``."""
+               grad_clip: float, precision: str = "fp32") -> dict[str, float]:
+    """One optimiser step on the summed task losses; returns ``{"loss/<task>": value}``.
+
+    ``precision`` (:func:`autocast`): the forward pass under bf16 autocast or not; the weights,
+    gradients and optimiser state stay float32.
+    """
     model.train()
     opt.zero_grad(set_to_none=True)
-    losses = {task: task_loss(model, task, b) for task, b in batches.items()}
+    dev = next(model.parameters()).device
+    with autocast(dev, precision):
+        losses = {task: task_loss(model, task, b) for task, b in batches.items()}
     torch.stack(list(losses.values())).sum().backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
@@ -104,14 +108,17 @@ def train_step(model: MusicTransformer, opt: torch.optim.Optimizer, batches: dic
 
 @torch.no_grad()
 def evaluate_tasks(model: MusicTransformer, batcher: TaskBatcher, tasks: list[str], n: int,
-                   size: int, device: torch.device | None = None) -> dict[str, float]:
-    """Mean validation loss per task over ``n`` batches."""
+                   size: int, device: torch.device | None = None,
+                   precision: str = "fp32") -> dict[str, float]:
+    """Mean validation loss per task over ``n`` batches (forward under :func:`autocast`)."""
     model.eval()
     out = {}
     seg = model.cfg.seg_len
+    dev = next(model.parameters()).device
     for task in tasks:
-        vals = [float(task_loss(model, task, task_batch(batcher, task, size, seg, device)))
-                for _ in range(n)]
+        with autocast(dev, precision):
+            vals = [float(task_loss(model, task, task_batch(batcher, task, size, seg, device)))
+                    for _ in range(n)]
         out[f"val/{task}"] = sum(vals) / len(vals)
     return out
 
@@ -123,12 +130,22 @@ def build_model(cfg: ModelConfig) -> MusicTransformer:
     return MusicTransformer(cfg)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to 10 % of the peak."""
+def lr_at(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
+    """Linear warm-up then cosine decay to 10 % of the peak.
+
+    The decay runs over ``trainer.steps``; with ``trainer.time_schedule`` over
+    ``trainer.max_minutes`` of this leg instead (``minutes`` spent so far), for a run sized by
+    time on hardware whose speed is not known in advance.
+    """
     t = cfg.trainer
     if step < t.warmup:
         return t.lr * (step + 1) / t.warmup
-    frac = min(1.0, (step - t.warmup) / max(1, t.steps - t.warmup))
+    if t.time_schedule:
+        if t.max_minutes <= 0:
+            raise UserError("trainer.time_schedule needs trainer.max_minutes > 0")
+        frac = min(1.0, minutes / t.max_minutes)
+    else:
+        frac = min(1.0, (step - t.warmup) / max(1, t.steps - t.warmup))
     return t.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -226,7 +243,8 @@ def checkpoint(s: Session) -> None:
     val_data = replace(s.cfg.data, seq2seq_weights={})
     val_b = TaskBatcher(s.val_pieces, s.table, val_data, m.seg_len, m.n_pos, augment=False,
                         seed=1234)
-    val = evaluate_tasks(s.model, val_b, t.tasks, t.eval_batches, t.batch_size, s.device)
+    val = evaluate_tasks(s.model, val_b, t.tasks, t.eval_batches, t.batch_size, s.device,
+                         t.precision)
     msg = f"step {s.step} " + " ".join(f"{k}={v:.3f}" for k, v in val.items())
     print(msg, flush=True)
     s.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,12 +260,12 @@ def fit(s: Session, stop: StopRequest) -> None:
         Interrupted: ``stop`` saw SIGINT/SIGTERM; the step under way finished and was saved.
     """
     t = s.cfg.trainer
+    stream = batch_stream(s.train_b, t.tasks, t.batch_size, s.cfg.model.seg_len, s.device,
+                          t.workers, t.seed, s.step)
     while s.step < t.steps:
         for g in s.opt.param_groups:
-            g["lr"] = lr_at(s.step, s.cfg)
-        batches = {k: task_batch(s.train_b, k, t.batch_size, s.cfg.model.seg_len, s.device)
-                   for k in t.tasks}
-        metrics = train_step(s.model, s.opt, batches, t.grad_clip)
+            g["lr"] = lr_at(s.step, s.cfg, (time.time() - s.start) / 60)
+        metrics = train_step(s.model, s.opt, next(stream), t.grad_clip, t.precision)
         s.step += 1
         out_of_time = t.max_minutes > 0 and time.time() - s.start > 60 * t.max_minutes
         if s.step % t.log_every == 0 or s.step == t.steps:
