@@ -101,10 +101,11 @@ def load_pieces(cfg: DataConfig, tokenizer: REMI) -> dict[str, list[Piece]]:
     cache.mkdir(parents=True, exist_ok=True)
     manifest_path = cache / "manifest.json"
     names = [p.stem for p in paths]
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-    else:
-        manifest = make_manifest(names, cfg.val_fraction, cfg.test_fraction)
+    # The split is a function of each name: recomputed, it keeps every piece where it was, and
+    # a build with more files (a data.limit run before a full one) gets the new ones split too.
+    manifest = make_manifest(names, cfg.val_fraction, cfg.test_fraction)
+    old = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
+    if old != manifest:
         atomic_text(manifest_path, json.dumps(manifest, indent=1))
     tok_path = cache / f"tokens_{len(paths)}.pt"
     if tok_path.exists():

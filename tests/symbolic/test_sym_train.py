@@ -114,3 +114,19 @@ def test_load_export_of_a_wrong_or_missing_file_is_a_one_line_user_error(tiny_ex
         with pytest.raises(UserError, match=says) as err:
             load_export(path)
         assert "\n" not in str(err.value)
+
+
+def test_files_added_to_a_folder_join_the_split(chorale_paths, tokenizer, tmp_path):
+    import shutil
+
+    midis = tmp_path / "midis"
+    midis.mkdir()
+    for p in chorale_paths[:2]:
+        shutil.copy(p, midis)
+    cfg = DataConfig(source="folder", root=str(midis), cache_dir=str(tmp_path / "cache"))
+    names = lambda s: {p.name for split in s.values() for p in split}  # noqa: E731
+    first = names(load_pieces(cfg, tokenizer))
+    for p in chorale_paths[2:4]:
+        shutil.copy(p, midis)
+    later = names(load_pieces(cfg, tokenizer))  # the manifest of 2 must not hide the others
+    assert len(first) == 2 and len(later) == 4 and first <= later
