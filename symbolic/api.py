@@ -13,10 +13,13 @@ from symbolic.checkpoint import model_from_export, read_export
 from symbolic.consensus import choose
 from symbolic.data import bar_slice
 from symbolic.grammar import Grammar
+from symbolic.guide import ChordGuide
 from symbolic.metrics import all_notes, beat_pitch_classes
 from symbolic.midi_io import UserError, read_midi, select_track, write_midi
 from symbolic.model import MusicTransformer
 from symbolic.sample import SampleConfig, fill, generate, generate_many
+from symbolic.tagger import TaggerModel
+from symbolic.tagger import load as load_tagger
 from symbolic.tokens import (
     K_DUR,
     K_PITCH,
@@ -31,6 +34,7 @@ from symbolic.tokens import (
 __all__ = ["Composer", "UserError", "read_midi", "select_track", "write_midi"]
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "corpus_small.pt"
+DEFAULT_TAGGER = Path(__file__).resolve().parent / "pretrained" / "tagger.pt"
 
 
 def stack(first: symusic.Score, *others: symusic.Score) -> symusic.Score:
@@ -63,8 +67,10 @@ def window_start(starts: np.ndarray, n_src: int, written: list[int], a: int, ctx
 class Composer:
     """A loaded model plus its tokenizer, ready to continue, harmonise, write melodies, remix."""
 
-    def __init__(self, model: MusicTransformer, meta: dict | None = None):
+    def __init__(self, model: MusicTransformer, meta: dict | None = None,
+                 tagger: TaggerModel | None = None):
         self.model = model.eval()
+        self.tagger = tagger  # the chord tagger that guides harmonize (symbolic.guide), or None
         self.tokenizer = build_tokenizer()
         self.table = token_table(self.tokenizer)
         meta = meta or {}
@@ -73,11 +79,19 @@ class Composer:
         self.max_tgt = int(meta.get("max_tgt_len", 384))
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Composer:
-        """Loads an export (default: the shipped chorale model)."""
+    def load(cls, path: str | Path | None = None, tagger: str | Path | None = None) -> Composer:
+        """Loads an export (default: the shipped corpus model) and a chord tagger (default: the
+        shipped one where it exists; ``"none"``: no tagger, so no chord guidance).
+
+        Raises:
+            UserError: a missing or foreign model or tagger file.
+        """
         path = Path(path) if path else DEFAULT_MODEL
         blob = read_export(path)  # read once: the weights and the metadata
-        return cls(model_from_export(blob), blob.get("meta", {}))
+        if tagger is None:
+            tagger = DEFAULT_TAGGER if DEFAULT_TAGGER.exists() else "none"
+        chords = None if str(tagger) == "none" else load_tagger(tagger)
+        return cls(model_from_export(blob), blob.get("meta", {}), chords)
 
     def tokens(self, score: symusic.Score) -> list[int]:
         """REMI ids of all notes of ``score`` merged; ``UserError`` if nothing is left."""
@@ -125,13 +139,14 @@ class Composer:
         ctx = self.context_bars(sample)
         task = self.table.id("ToHarmony_None" if to_harmony else "ToMelody_None")
         limits = (self.max_src, self.max_tgt) if to_harmony else (self.max_tgt, self.max_src)
+        guide = self._guide(src_ids, sample) if to_harmony else None
         bars: list[list[int]] = []  # output ids of every source bar written so far
         a = w = 0
         while a < len(starts):
             first = window_start(starts, len(src), [len(b) for b in bars], a, ctx, *limits)
             window = bar_slice(src, starts, first, first + self.window_bars)
             bars += self._window(window, [t for bar in bars[first:a] for t in bar], a - first,
-                                 task, limits, sample, w)
+                                 task, limits, sample, w, first, guide)
             a, w = first + self.window_bars, w + 1
         return [t for bar in bars for t in bar]
 
@@ -147,10 +162,19 @@ class Composer:
                             f"window of {self.window_bars} bars, got {ctx}")
         return ctx
 
+    def _guide(self, src_ids: list[int], sample: SampleConfig) -> ChordGuide | None:
+        """The chord tagger's guide for a melody, when there is a tagger and a weight for it."""
+        if self.tagger is None or not (sample.chord_guide or sample.chord_judge):
+            return None
+        return ChordGuide.build(self.tagger, decode(self.tokenizer, src_ids), src_ids,
+                                self.table, sample.chord_guide)
+
     def _window(self, window: np.ndarray, prefix: list[int], given: int, task: int,
-                limits: tuple[int, int], sample: SampleConfig, w: int) -> list[list[int]]:
+                limits: tuple[int, int], sample: SampleConfig, w: int, first: int = 0,
+                guide: ChordGuide | None = None) -> list[list[int]]:
         """The new bars (after the ``given`` bars of ``prefix``) of window ``w``, bar by bar;
-        ``task`` opens the decoder, ``limits`` are the (source, output) token budgets."""
+        ``task`` opens the decoder, ``limits`` are the (source, output) token budgets; the
+        window starts at source bar ``first``; ``guide`` steers pitches and the choice."""
         max_src, max_tgt = limits
         sigs = self._timesigs(window.tolist())  # before the cut: keeps bars aligned
         window = window[:max_src]
@@ -168,11 +192,17 @@ class Composer:
         source = SourceNotes(window.tolist(), self.table) if self.model.cfg.align else None
         # Seeds distinct per window and row; with one candidate, seed + window as always.
         seeds = [(sample.seed + w) * k + j for j in range(k)]
+        bias = None if guide is None else lambda g: guide.bias(g, first)
         cands = generate_many(self.model, self.table, [task, *given_ids], grammars, seeds,
-                              sample, max(1, max_tgt - len(given_ids)), enc=enc, source=source)
+                              sample, max(1, max_tgt - len(given_ids)), enc=enc, source=source,
+                              bias=bias)
         cands = [given_ids[len(prefix):] + c for c in cands]
         new_src = bar_slice(window, bar_starts(window, self.table), given, len(sigs))
-        kept = np.asarray(cands[self._consensus(new_src.tolist(), cands, sample.consonance)])
+        judge = None
+        if guide is not None and sample.chord_judge:
+            judge = (guide, guide.bar_ticks[first + given], sample.chord_judge)
+        kept = np.asarray(cands[self._consensus(new_src.tolist(), cands, sample.consonance,
+                                                judge)])
         cuts = bar_starts(kept, self.table).tolist()
         out = [kept[i:j].tolist() for i, j in zip(cuts, [*cuts[1:], len(kept)], strict=True)]
         # The grammar promises every bar; should a row ever run out of steps first, empty bars
@@ -180,8 +210,10 @@ class Composer:
         bar_id = self.table.id("Bar_None")
         return out + [[bar_id, sig] for sig in sigs[given + len(out):]]
 
-    def _consensus(self, src: list[int], candidates: list[list[int]], consonance: float) -> int:
-        """Index of the candidate window :func:`symbolic.consensus.choose` keeps."""
+    def _consensus(self, src: list[int], candidates: list[list[int]], consonance: float,
+                   judge: tuple[ChordGuide, int, float] | None = None) -> int:
+        """Index of the candidate window :func:`symbolic.consensus.choose` keeps; ``judge``:
+        (guide, start tick of the new bars, weight) adds the tagger's expected Jaccard."""
         if len(candidates) == 1:
             return 0
         src_score = decode(self.tokenizer, src)
@@ -190,7 +222,11 @@ class Composer:
         # Every beat anything sounds on: a source cut at max_src still has its later bars judged.
         end = max([n.end for n in src_notes] + [n.end for c in notes for n in c] + [1])
         sets = [beat_pitch_classes(c, 0, end, beat) for c in notes]
-        return choose(sets, beat_pitch_classes(src_notes, 0, end, beat), consonance)
+        extra = None
+        if judge is not None:
+            guide, start, weight = judge
+            extra = [weight * guide.judge(c, start) for c in sets]
+        return choose(sets, beat_pitch_classes(src_notes, 0, end, beat), consonance, extra)
 
     @torch.no_grad()
     def harmonize(self, score: symusic.Score, track: int | None = None,

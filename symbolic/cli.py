@@ -10,7 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from symbolic.defaults import CONTINUE_TEMP, HARMONY_CANDIDATES, HARMONY_CONSONANCE, HARMONY_TEMP
+from symbolic.defaults import (
+    CHORD_GUIDE,
+    CHORD_JUDGE,
+    CONTINUE_TEMP,
+    HARMONY_CANDIDATES,
+    HARMONY_CONSONANCE,
+    HARMONY_TEMP,
+)
 
 GENERATE = ("continue", "harmonize", "melody", "remix")
 
@@ -58,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--context-bars", type=int, default=None,
                        help="bars each window reaches back, continuing the output kept for "
                             "them (default: half the model's window; 0: windows start afresh)")
+        if harmony:
+            _add_tagger(p, "--chord-guide", "--chord-judge")
     p = sub.add_parser("remix", help="keep the rhythm or the pitches, re-write the rest")
     _add_common(p)
     p.add_argument("--keep", required=True, choices=["rhythm", "pitch"])
@@ -87,10 +96,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--harmony-context", type=int, default=None,
                    help="bars each melody->chords window reaches back (default: half the "
                         "model's window; 0: windows afresh)")
+    _add_tagger(p, "--harmony-guide", "--harmony-judge")
+    p = sub.add_parser("tagger", help="train the chord tagger that guides harmonize")
+    p.add_argument("--data", default="corpus",
+                   help="'corpus' (its Bach chorales), 'chorales' or a MIDI folder")
+    p.add_argument("--cache-dir", default="cache/symbolic")
+    p.add_argument("-o", "--out", default="symbolic/pretrained/tagger.pt")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
     from symbolic.corpus import add_parser as add_corpus  # light: heavy imports are inside
 
     add_corpus(sub)
     return parser
+
+
+def _add_tagger(p: argparse.ArgumentParser, guide: str, judge: str) -> None:
+    """The chord tagger's options (symbolic/guide.py)."""
+    p.add_argument("--tagger", metavar="PATH|none",
+                   help="chord tagger that guides the lower voices (default: the shipped one; "
+                        "none: no guidance)")
+    p.add_argument(guide, type=float, default=CHORD_GUIDE,
+                   help=f"weight of the tagger's bias on pitches on the beat (default "
+                        f"{CHORD_GUIDE:g}; 0: off)")
+    p.add_argument(judge, type=float, default=CHORD_JUDGE,
+                   help=f"weight of the tagger's judgement in the consensus (default "
+                        f"{CHORD_JUDGE:g}; 0: off)")
+
+
+def _check_weights(**weights: float) -> None:
+    """One-line error for a negative (or NaN) weight, named by its flag."""
+    from symbolic.midi_io import UserError
+
+    for flag, w in weights.items():
+        if not w >= 0:
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 0, got {w:g}")
 
 
 def run_generate(args: argparse.Namespace) -> str:
@@ -102,6 +141,8 @@ def run_generate(args: argparse.Namespace) -> str:
     _check_consensus("--candidates", candidates, "--consonance", consonance)
     context = getattr(args, "context_bars", None)
     _check_context("--context-bars", context)
+    guide, judge = getattr(args, "chord_guide", 0.0), getattr(args, "chord_judge", 0.0)
+    _check_weights(chord_guide=guide, chord_judge=judge)
     score = given = read_midi(args.input)
     if args.command in ("harmonize", "melody"):
         role = "melody" if args.command == "harmonize" else "chords"
@@ -115,9 +156,9 @@ def run_generate(args: argparse.Namespace) -> str:
     from symbolic.api import Composer
     from symbolic.sample import SampleConfig
 
-    composer = Composer.load(args.model)
+    composer = Composer.load(args.model, getattr(args, "tagger", None))
     sample = SampleConfig(args.pitch_temp, args.timing_temp, args.top_k, args.top_p, args.seed,
-                          candidates, consonance, context)
+                          candidates, consonance, context, guide, judge)
     if args.command == "continue":
         out = composer.continue_score(score, args.bars, sample)
     elif args.command == "harmonize":
@@ -180,9 +221,11 @@ def run_eval(args: argparse.Namespace) -> str:
     _check_consensus("--harmony-candidates", args.harmony_candidates, "--harmony-consonance",
                      args.harmony_consonance)
     _check_context("--harmony-context", args.harmony_context)
+    _check_weights(harmony_guide=args.harmony_guide, harmony_judge=args.harmony_judge)
     report = evaluate(args.model, args.data, args.cache_dir, args.pieces, args.prompts, args.seed,
                       args.split, temps["harmony"], temps["continue"], args.harmony_candidates,
-                      args.harmony_consonance, args.harmony_context)
+                      args.harmony_consonance, args.harmony_context, args.tagger,
+                      args.harmony_guide, args.harmony_judge)
     return format_table(report)
 
 
@@ -202,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
             from symbolic.corpus import run_cli
 
             print(run_cli(args))
+        elif args.command == "tagger":
+            from symbolic.tagger_train import train_on
+
+            print(train_on(args.data, args.cache_dir, args.out, args.epochs, args.seed))
         else:
             print(run_eval(args))
     except (UserError, ValueError, FileNotFoundError) as err:

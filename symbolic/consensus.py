@@ -61,6 +61,8 @@ def _agreement(i: int, candidates: Sequence[Sequence[frozenset[int]]]) -> float:
 
 
 def choose(candidates: Sequence[Sequence[frozenset[int]]], source: Sequence[frozenset[int]],
-           consonance: float) -> int:
-    """Index of the best-scoring candidate (:func:`consensus_scores`; ties: the first)."""
-    return int(np.argmax(consensus_scores(candidates, source, consonance)))
+           consonance: float, extra: Sequence[float] | None = None) -> int:
+    """Index of the best-scoring candidate (:func:`consensus_scores`, plus ``extra[i]`` for
+    candidate ``i`` when given, e.g. the chord tagger's judgement; ties: the first)."""
+    scores = consensus_scores(candidates, source, consonance)
+    return int(np.argmax(scores if extra is None else scores + np.asarray(extra)))

@@ -21,6 +21,8 @@ from symbolic.api import Composer, UserError
 from symbolic.config import DataConfig
 from symbolic.data import Piece, bar_slice, load_pieces
 from symbolic.defaults import (
+    CHORD_GUIDE,
+    CHORD_JUDGE,
     CONTINUE_TEMP,
     HARMONY_CANDIDATES,
     HARMONY_CONSONANCE,
@@ -30,11 +32,13 @@ from symbolic.grammar import Grammar
 from symbolic.model import MusicTransformer, trim_memory
 from symbolic.ngram import NGram
 from symbolic.sample import SampleConfig, generate
+from symbolic.tagger_train import harmoniser as tagger_harmoniser
 from symbolic.tokens import K_BAR, K_PITCH, TokenTable, bar_starts, decode, position_ids
 
 CHORALE_PREFIX = "bach/"  # the corpus names items collection/work
 EVAL_SAMPLE = SampleConfig(pitch_temp=0.7, timing_temp=0.7, top_p=0.9)
 PROMPT_BARS, CONT_BARS = 4, 4
+TAGGER_LABEL = "chord tagger alone (voiced)"  # its row in the eval table
 LEAP_BARS = 4  # leaps are counted at every 4th bar line: where a 4-bar window used to restart
 
 
@@ -77,10 +81,12 @@ Harmoniser = Callable[[int, Piece, symusic.Score], list]
 def transformer_harmoniser(composer: Composer, pitch_temp: float = HARMONY_TEMP,
                            candidates: int = HARMONY_CANDIDATES,
                            consonance: float = HARMONY_CONSONANCE,
-                           context: int | None = None) -> Harmoniser:
-    """The model's melody->harmony face as a harmoniser (seed = piece index)."""
+                           context: int | None = None, guide: float = CHORD_GUIDE,
+                           judge: float = CHORD_JUDGE) -> Harmoniser:
+    """The model's melody->harmony face as a harmoniser (seed = piece index), guided by the
+    composer's chord tagger with weights ``guide`` and ``judge`` where it has one."""
     chosen = {"pitch_temp": pitch_temp, "candidates": candidates, "consonance": consonance,
-              "context_bars": context}
+              "context_bars": context, "chord_guide": guide, "chord_judge": judge}
 
     def run(i: int, piece: Piece, _mel: symusic.Score) -> list:
         sample = SampleConfig(**{**EVAL_SAMPLE.__dict__, **chosen, "seed": i})
@@ -245,14 +251,17 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
              seed: int = 0, split: str = "test", harmony_temp: float = HARMONY_TEMP,
              continue_temp: float = CONTINUE_TEMP, harmony_candidates: int = HARMONY_CANDIDATES,
              harmony_consonance: float = HARMONY_CONSONANCE,
-             harmony_context: int | None = None) -> dict:
+             harmony_context: int | None = None, tagger: str | None = None,
+             harmony_guide: float = CHORD_GUIDE, harmony_judge: float = CHORD_JUDGE) -> dict:
     """Runs every metric on the held-out ``split`` (``val`` to choose a setting, ``test`` to
     report); ``pieces``/``prompts`` cap the generation metrics; ``harmony_*`` set the
-    melody->harmony sampling (:class:`symbolic.sample.SampleConfig`)."""
+    melody->harmony sampling (:class:`symbolic.sample.SampleConfig`); ``tagger`` is the chord
+    tagger's file (None: the shipped one; ``"none"``: no guidance), ``harmony_guide`` and
+    ``harmony_judge`` its weights."""
     if split not in ("test", "val"):
         raise UserError(f"--split must be 'test' or 'val', got {split!r}")
     torch.manual_seed(seed)
-    composer = Composer.load(model_path)
+    composer = Composer.load(model_path, tagger)
     splits = load_pieces(data_config(data, cache_dir), composer.tokenizer)
     if not splits[split]:
         raise UserError(f"the {split} split is empty (too few pieces)")
@@ -266,15 +275,21 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
                     "harmony_candidates": harmony_candidates,
                     "harmony_consonance": harmony_consonance,
                     "harmony_context": composer.context_bars(
-                        SampleConfig(context_bars=harmony_context))}
+                        SampleConfig(context_bars=harmony_context)),
+                    "harmony_guide": harmony_guide if composer.tagger else 0.0,
+                    "harmony_judge": harmony_judge if composer.tagger else 0.0}
     tok = composer.tokenizer
     model_harm = transformer_harmoniser(composer, harmony_temp, harmony_candidates,
-                                        harmony_consonance, harmony_context)
+                                        harmony_consonance, harmony_context, harmony_guide,
+                                        harmony_judge)
     hmm_train = harmony_pieces(splits["train"], data)
     sections = (("likelihood", lambda: likelihood(composer, splits, split)),
                 ("chords", lambda: chord_metrics(tok, gen_pieces, model_harm)),
                 # the HMM baseline: fitted on the training chorales, scored on the same pieces
                 ("hmm", lambda: chord_metrics(tok, gen_pieces, H.harmoniser(hmm_train, tok))),
+                # the tagger alone: its minimum-Bayes-risk sets voiced as the HMM voices chords
+                ("tagger", lambda: chord_metrics(tok, gen_pieces, tagger_harmoniser(
+                    composer.tagger)) if composer.tagger else {}),
                 ("continuation", lambda: continuation_metrics(
                     composer, spread(test, prompts) if prompts else [], continue_temp)),
                 ("remix", lambda: remix_metrics(composer, gen_pieces[:4])))
@@ -285,12 +300,16 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
     return report
 
 
-def _chord_rows(ch: dict, hmm: dict) -> list[str]:
-    """Melody->chords table: the transformer, the HMM baseline, the real lower voices."""
+def _chord_rows(ch: dict, hmm: dict, tagger: dict) -> list[str]:
+    """Melody->chords table: the transformer, the HMM baseline, the chord tagger alone (when
+    there is one), the real lower voices."""
     head = f"melody->chords ({ch['beats']} beats)"
     rows = [f"{head:30s}  pc-set acc  jaccard  root acc  chord-tone  consonance  in key  "
             f"leaps at {LEAP_BARS}-bar lines"]
-    for name, c in (("transformer", ch), (H.LABEL, hmm)):
+    systems = [("transformer", ch), (H.LABEL, hmm)]
+    if tagger:
+        systems.append((TAGGER_LABEL, tagger))
+    for name, c in systems:
         rows.append(f"{name:30s}  {c['pcset_acc']:10.3f}  {c['jaccard']:7.3f}  "
                     f"{c['root_acc']:8.3f}  {c['chord_tone_gen']:10.3f}  "
                     f"{c['consonance_gen']:10.3f}  {c['in_key_gen']:6.3f}  {c['leaps_gen']:6.3f}")
@@ -312,12 +331,13 @@ def format_table(r: dict) -> str:
         f"tokens, {lk['notes']} notes; harmony on {r['harmony_pieces']} of them "
         f"(pitch temperature {r['harmony_temp']:g}, {r['harmony_candidates']} candidates per "
         f"window, consonance weight {r['harmony_consonance']:g}, "
-        f"{_context_words(r['harmony_context'])})",
+        f"{_context_words(r['harmony_context'])}, chord tagger guide "
+        f"{r['harmony_guide']:g} and judge {r['harmony_judge']:g})",
         "model                 NLL/token (nats)  bits/note",
         f"transformer           {lk['model_nll']:16.3f}  {lk['model_bpn']:9.2f}",
         f"{lk['ngram_order']}-gram Witten-Bell    {lk['ngram_nll']:16.3f}  {lk['ngram_bpn']:9.2f}",
         "",
-        *_chord_rows(ch, r["hmm"]),
+        *_chord_rows(ch, r["hmm"], {k: v for k, v in r["tagger"].items() if k != "seconds"}),
         "",
         f"continuation ({co['prompts']} prompts of {PROMPT_BARS} bars, {CONT_BARS} bars each, "
         f"pitch temperature {r['continue_temp']:g})",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import symusic
@@ -233,27 +234,39 @@ def _place(pc: int, below: int) -> int:
 def voice_chord(state: int, melody: int | None) -> list[int]:
     """Lower-voice pitches (bass first) of a chord under a melody pitch (see module docstring)."""
     q, root = divmod(state, 12)
-    bass = BASS_LOW + (root - BASS_LOW) % 12
-    ref = melody if melody is not None else 72
     tones = [(root + i) % 12 for i in QUALITIES[q][2]]
+    return voice_tones(root, tones, melody)
+
+
+def voice_tones(bass_pc: int, tones: Sequence[int], melody: int | None) -> list[int]:
+    """The bass on ``bass_pc`` in G2..F#3, then the first two of ``tones`` that the melody
+    does not sound, each at its highest pitch below the melody (close position); bass first."""
+    bass = BASS_LOW + (bass_pc - BASS_LOW) % 12
+    ref = melody if melody is not None else 72
     tones = [pc for pc in tones if melody is None or pc != melody % 12][:2]
     upper = sorted((_place(pc, ref) for pc in tones), reverse=True)  # close position
     return [bass, *(p for p in upper if p > bass)]
 
 
-def voice(chords: Sequence[int], mel_score: symusic.Score) -> list:
-    """Lower-voice notes for one chord per beat under the melody; held pitches are tied."""
+def voice(chords: Sequence, mel_score: symusic.Score,
+          place: Callable[[Any, int | None], list[int]] | None = None) -> list:
+    """Lower-voice notes for one chord per beat under the melody; held pitches are tied.
+
+    ``place(chord, melody pitch or None) -> pitches, bass first`` voices one beat's chord
+    (default :func:`voice_chord`, for chord states).
+    """
+    place = place or voice_chord
     beat, notes = mel_score.ticks_per_quarter, M.all_notes(mel_score)
     end = max((n.end for n in notes), default=len(chords) * beat)
     held: dict[tuple[int, int], symusic.Note] = {}  # (voice, pitch) -> note still sounding
     out = []
     last_mel = None
-    for i, state in enumerate(chords):
+    for i, chord in enumerate(chords):
         t = i * beat
         last_mel = _top(M.sounding(notes, t)) or last_mel
         dur = max(1, min(beat, end - t))
         now = {}
-        for v, pitch in enumerate(voice_chord(state, last_mel)):
+        for v, pitch in enumerate(place(chord, last_mel)):
             note = held.get((v, pitch))
             if note is not None and note.end == t:
                 note.duration += dur

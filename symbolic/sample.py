@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,8 @@ from symbolic.align import SourceNotes
 from symbolic.grammar import Grammar
 from symbolic.model import Memory, MusicTransformer, trim_memory
 from symbolic.tokens import K_BAR, K_DUR, K_PITCH, TokenTable, position_ids
+
+Bias = Callable[[Grammar], "np.ndarray | None"]
 
 
 @dataclass
@@ -35,6 +38,10 @@ class SampleConfig:
         context_bars: bars each seq2seq window after the first reaches back: its decoder
             continues the output already kept for them, so voices run on across windows
             (None: half the model's window; 0: every window starts afresh).
+        chord_guide: melody->harmony only: weight of the chord tagger's bias on pitches
+            written on a beat (:mod:`symbolic.guide`; 0: off).
+        chord_judge: melody->harmony only: weight of the candidates' expected Jaccard under
+            the chord tagger in the consensus choice (0: off).
     """
 
     pitch_temp: float = 1.0
@@ -45,6 +52,8 @@ class SampleConfig:
     candidates: int = 1
     consonance: float = 0.0
     context_bars: int | None = None
+    chord_guide: float = 0.0
+    chord_judge: float = 0.0
 
     def __post_init__(self) -> None:
         if self.candidates < 1:
@@ -53,6 +62,9 @@ class SampleConfig:
             raise ValueError(f"SampleConfig.consonance must be >= 0, got {self.consonance:g}")
         if self.context_bars is not None and self.context_bars < 0:
             raise ValueError(f"SampleConfig.context_bars must be >= 0, got {self.context_bars}")
+        for name in ("chord_guide", "chord_judge"):
+            if not getattr(self, name) >= 0:  # NaN too
+                raise ValueError(f"SampleConfig.{name} must be >= 0, got {getattr(self, name):g}")
 
 
 def pick(logits: Tensor, allowed: np.ndarray, table: TokenTable, cfg: SampleConfig,
@@ -126,7 +138,8 @@ def generate(model: MusicTransformer, table: TokenTable, prefix: list[int], gram
 def generate_many(model: MusicTransformer, table: TokenTable, prefix: list[int],
                   grammars: list[Grammar], seeds: list[int], cfg: SampleConfig, max_new: int,
                   enc: Tensor | None = None, enc_pad: Tensor | None = None,
-                  source: SourceNotes | None = None) -> list[list[int]]:
+                  source: SourceNotes | None = None, bias: Bias | None = None,
+                  ) -> list[list[int]]:
     """Samples one sequence per grammar, all rows in one batch with cached keys/values.
 
     Rows share ``prefix`` (read once), the encoding and its cross-attention keys/values
@@ -146,6 +159,8 @@ def generate_many(model: MusicTransformer, table: TokenTable, prefix: list[int],
         enc: (1, S, D) encoder output shared by the rows, or None.
         enc_pad: (1, S) encoder padding mask.
         source: the encoded source's notes, for a model with ``cfg.align``.
+        bias: ``bias(grammar)`` -> additive logits (V,) for a row's next token, or None for
+            none (:meth:`symbolic.guide.ChordGuide.bias`).
 
     Returns:
         The new token ids of every row (EOS excluded), in the order of ``grammars``.
@@ -174,7 +189,9 @@ def generate_many(model: MusicTransformer, table: TokenTable, prefix: list[int],
         for b, g in enumerate(grammars):
             tok = None
             if live[b] and i < budgets[b]:
-                tok = _next_token(logits[b], g, len(new[b]) >= max_new, table, cfg, gens[b])
+                extra = None if bias is None else bias(g)
+                row = logits[b] if extra is None else logits[b] + torch.from_numpy(extra)
+                tok = _next_token(row, g, len(new[b]) >= max_new, table, cfg, gens[b])
             live[b] = tok is not None
             if live[b]:
                 new[b].append(tok)

@@ -56,6 +56,17 @@ def test_continue_adds_the_bars(tiny_export, chorale_paths, tmp_path):
     assert bar_of_last_onset(src) < bar_of_last_onset(res) <= bar_of_last_onset(src) + 2
 
 
+def test_tagger_command_trains_on_a_folder_and_harmonize_uses_it(chorale_paths, tiny_export,
+                                                                  melody_mid, tmp_path):
+    out = tmp_path / "tagger.pt"
+    assert main(["tagger", "--data", str(chorale_paths[0].parent), "--cache-dir",
+                 str(tmp_path / "cache"), "-o", str(out), "--epochs", "2"]) == 0
+    res = tmp_path / "h.mid"
+    assert main(["harmonize", str(melody_mid), "-o", str(res), "--model", str(tiny_export),
+                 "--tagger", str(out), "--candidates", "3"]) == 0
+    assert [t.name for t in _read(res).tracks] == ["melody", "harmony"]
+
+
 @pytest.mark.parametrize("command", ["harmonize", "melody"])
 def test_seq2seq_commands_write_two_tracks(command, tiny_export, melody_mid, tmp_path):
     out = tmp_path / f"{command}.mid"
@@ -140,6 +151,15 @@ def test_clean_errors_for_bad_input(tiny_export, chorale_paths, tmp_path):
                              "--model", str(tiny_export)), "--context-bars must be >= 0")
     _assert_clean_error(_cli("melody", str(chorale_paths[0]), "--context-bars", "9", "--model",
                              str(tiny_export)), "(--context-bars) must be below the model's")
+    _assert_clean_error(_cli("harmonize", str(chorale_paths[0]), "--chord-guide", "-1",
+                             "--model", str(tiny_export)), "--chord-guide must be >= 0")
+    _assert_clean_error(_cli("harmonize", str(chorale_paths[0]), "--chord-judge", "nan",
+                             "--model", str(tiny_export)), "--chord-judge must be >= 0")
+    _assert_clean_error(_cli("harmonize", str(chorale_paths[0]), "--tagger",
+                             str(tmp_path / "none.pt"), "--model", str(tiny_export)),
+                        "no such symbolic chord tagger")
+    _assert_clean_error(_cli("harmonize", str(chorale_paths[0]), "--tagger", str(tiny_export),
+                             "--model", str(tiny_export)), "is not a symbolic chord tagger")
     assert not list(tmp_path.glob("*.harmonize.mid"))  # nothing half-written
 
 
@@ -171,5 +191,12 @@ def test_eval_errors_are_one_line(tiny_export, tmp_path):
                         "--harmony-consonance must be >= 0")
     _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--harmony-context", "-2"),
                         "--harmony-context must be >= 0")
+    _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--harmony-guide", "-2"),
+                        "--harmony-guide must be >= 0")
+    _assert_clean_error(_cli("tagger", "--data", "corpus", "--cache-dir", str(tmp_path)),
+                        "no corpus cache")
+    _assert_clean_error(_cli("tagger", "--epochs", "0"), "--epochs must be >= 1")
+    _assert_clean_error(_cli("tagger", "-o", str(tmp_path / "no" / "t.pt")),
+                        "no folder for the output")
     _assert_clean_error(_cli("eval", "--model", str(tiny_export), "--data", "corpus",
                              "--cache-dir", str(tmp_path)), "no corpus cache")

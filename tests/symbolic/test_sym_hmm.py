@@ -186,7 +186,7 @@ def test_voice_ties_repeated_pitches_and_matches_the_chords():
 def test_eval_glue_on_real_chorales(cache_dir, tokenizer):
     from symbolic.config import DataConfig
     from symbolic.data import load_pieces
-    from symbolic.evaluate import _chord_rows, chord_metrics
+    from symbolic.evaluate import TAGGER_LABEL, _chord_rows, chord_metrics
 
     cfg = DataConfig(cache_dir=str(cache_dir), limit=4, val_fraction=0.3, test_fraction=0.3)
     pieces = [p for split in load_pieces(cfg, tokenizer).values() for p in split]
@@ -196,5 +196,7 @@ def test_eval_glue_on_real_chorales(cache_dir, tokenizer):
     # Bach's own voices: mostly one chord per beat, mostly in the soprano's key
     assert report["consonance_real"] > 0.6 and report["in_key_real"] > 0.8
     assert 0 <= report["consonance_gen"] <= 1 and 0 <= report["in_key_gen"] <= 1
-    rows = _chord_rows(report, report)
+    rows = _chord_rows(report, report, {})
     assert H.LABEL in rows[2] and f"{report['jaccard']:.3f}" in rows[2]
+    assert len(rows) == 4  # head, transformer, HMM, real: no tagger row without a tagger
+    assert TAGGER_LABEL in _chord_rows(report, report, report)[3]
