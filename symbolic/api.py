@@ -200,7 +200,9 @@ class Composer:
         new_src = bar_slice(window, bar_starts(window, self.table), given, len(sigs))
         judge = None
         if guide is not None and sample.chord_judge:
-            judge = (guide, guide.bar_ticks[first + given], sample.chord_judge)
+            judge = (guide, guide.bar_ticks[first + given],
+                     guide.bar_ticks[min(first + len(sigs), len(guide.bar_len))],
+                     sample.chord_judge)
         kept = np.asarray(cands[self._consensus(new_src.tolist(), cands, sample.consonance,
                                                 judge)])
         cuts = bar_starts(kept, self.table).tolist()
@@ -211,9 +213,10 @@ class Composer:
         return out + [[bar_id, sig] for sig in sigs[given + len(out):]]
 
     def _consensus(self, src: list[int], candidates: list[list[int]], consonance: float,
-                   judge: tuple[ChordGuide, int, float] | None = None) -> int:
+                   judge: tuple[ChordGuide, int, int, float] | None = None) -> int:
         """Index of the candidate window :func:`symbolic.consensus.choose` keeps; ``judge``:
-        (guide, start tick of the new bars, weight) adds the tagger's expected Jaccard."""
+        (guide, start and end tick of the new bars, weight) adds the tagger's expected
+        Jaccard."""
         if len(candidates) == 1:
             return 0
         src_score = decode(self.tokenizer, src)
@@ -224,8 +227,8 @@ class Composer:
         sets = [beat_pitch_classes(c, 0, end, beat) for c in notes]
         extra = None
         if judge is not None:
-            guide, start, weight = judge
-            extra = [weight * guide.judge(c, start) for c in sets]
+            guide, start, stop, weight = judge
+            extra = [weight * guide.judge(c, start, stop) for c in notes]
         return choose(sets, beat_pitch_classes(src_notes, 0, end, beat), consonance, extra)
 
     @torch.no_grad()

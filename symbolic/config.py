@@ -129,7 +129,8 @@ class TrainerConfig:
         precision: ``auto`` (bf16 autocast on CUDA, float32 on the CPU), ``bf16`` or ``fp32``:
             the forward pass's arithmetic; weights and optimiser state stay float32.
         time_schedule: the learning rate's cosine decay runs over ``max_minutes`` of wall time
-            instead of ``steps`` (:func:`symbolic.train.lr_at`): a run sized by time.
+            instead of ``steps`` (:func:`symbolic.train.lr_at`): a run sized by time. The
+            minutes are the leg's: a resumed leg decays again from the peak.
         workers: background processes drawing the training batches (:mod:`symbolic.stream`);
             0 draws them between steps, as the shipped CPU recipes did.
     """

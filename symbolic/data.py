@@ -101,11 +101,17 @@ def load_pieces(cfg: DataConfig, tokenizer: REMI) -> dict[str, list[Piece]]:
     cache.mkdir(parents=True, exist_ok=True)
     manifest_path = cache / "manifest.json"
     names = [p.stem for p in paths]
-    # The split is a function of each name: recomputed, it keeps every piece where it was, and
-    # a build with more files (a data.limit run before a full one) gets the new ones split too.
-    manifest = make_manifest(names, cfg.val_fraction, cfg.test_fraction)
-    old = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
-    if old != manifest:
+    # Pieces keep the split the manifest gave them (a later change of the fractions moves none);
+    # files it does not hold yet (a data.limit run before a full one) are split by their names.
+    old = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    known = {n: split for split, ns in old.items() for n in ns}
+    manifest = make_manifest([n for n in names if n not in known], cfg.val_fraction,
+                             cfg.test_fraction)
+    for n in names:
+        if n in known:
+            manifest[known[n]].append(n)
+    manifest = {split: sorted(ns) for split, ns in manifest.items()}
+    if manifest != {split: sorted(ns) for split, ns in old.items()}:
         atomic_text(manifest_path, json.dumps(manifest, indent=1))
     tok_path = cache / f"tokens_{len(paths)}.pt"
     if tok_path.exists():

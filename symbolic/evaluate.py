@@ -32,7 +32,7 @@ from symbolic.grammar import Grammar
 from symbolic.model import MusicTransformer, trim_memory
 from symbolic.ngram import NGram
 from symbolic.sample import SampleConfig, generate
-from symbolic.tagger_train import harmoniser as tagger_harmoniser
+from symbolic.tagger import harmoniser as tagger_harmoniser
 from symbolic.tokens import K_BAR, K_PITCH, TokenTable, bar_starts, decode, position_ids
 
 CHORALE_PREFIX = "bach/"  # the corpus names items collection/work
@@ -287,7 +287,7 @@ def evaluate(model_path: str | None, data: str, cache_dir: str, pieces: int, pro
                 ("chords", lambda: chord_metrics(tok, gen_pieces, model_harm)),
                 # the HMM baseline: fitted on the training chorales, scored on the same pieces
                 ("hmm", lambda: chord_metrics(tok, gen_pieces, H.harmoniser(hmm_train, tok))),
-                # the tagger alone: its minimum-Bayes-risk sets voiced as the HMM voices chords
+                # the tagger alone: its minimum-Bayes-risk sets, voiced (tagger.voice_set)
                 ("tagger", lambda: chord_metrics(tok, gen_pieces, tagger_harmoniser(
                     composer.tagger)) if composer.tagger else {}),
                 ("continuation", lambda: continuation_metrics(

@@ -11,8 +11,14 @@ Two uses, each with its weight in :class:`symbolic.sample.SampleConfig`:
   ``chord_judge`` times each candidate's expected Jaccard against the tagger's distribution over
   the lower voices' sets (:meth:`ChordGuide.judge`).
 
-Times: the tagger works on quarter-note beats from the melody's tick 0; a window's token
-(bar, position) becomes a tick through the source's bar lines and each bar's positions.
+The weight acts before the pitch temperature, so its strength is ``chord_guide / pitch_temp``
+(the defaults were chosen at 0.3). It moves probability among pitches and, a little, from
+pitches to the other tokens allowed at that step (another Position, a Bar).
+
+Times: the tagger works on quarter-note beats from the melody's tick 0, whatever the meter (in
+6/8 the third eighth is such a beat, the dotted-quarter beat is not), as it was trained; a
+window's token (bar, position) becomes a tick through the source's bar lines and each bar's
+positions.
 """
 
 from __future__ import annotations
@@ -98,15 +104,26 @@ class ChordGuide:
         row = self.log_marg[t // self.beat]
         return np.where(self.pitch_pc >= 0, self.weight * row[self.pitch_pc], 0.0)
 
-    def judge(self, sets: list[frozenset[int]], start_tick: int) -> float:
-        """Expected Jaccard of a candidate's per-beat sets (beats from ``start_tick``) against
-        the tagger's distribution, over the beats where the candidate sounds; 0 if it never
-        does or the tagger has no beat there."""
-        first = start_tick // self.beat
+    def judge(self, notes: list, start_tick: int, end_tick: int) -> float:
+        """Expected Jaccard of a candidate's notes against the tagger's distribution.
+
+        Args:
+            notes: the candidate's notes, their ticks counted from ``start_tick``.
+            start_tick, end_tick: where the candidate's bars start and end in the source.
+
+        Returns:
+            The mean over the tagger's beats in [start_tick, end_tick) of the expected Jaccard
+            of the pitch classes sounding there (a silent beat scores 0, as in eval); 0 when
+            no beat falls there. Beats are the tagger's (quarter notes from the melody's tick
+            0), so a window starting half a beat in (odd bars of 3/8) is judged on them too.
+        """
+        first = -(-start_tick // self.beat)
+        beats = range(first, min(len(self.probs), -(-end_tick // self.beat)))
         scores = []
-        for k, g in enumerate(sets):
-            if g and first + k < len(self.probs):
-                p = self.probs[first + k]
-                top = np.nonzero(p > 1e-4)[0]
-                scores.append(sum(float(p[i]) * M.jaccard(g, self.sets[i]) for i in top))
+        for b in beats:
+            now = frozenset(n.pitch % 12 for n in M.sounding(notes, b * self.beat - start_tick))
+            p = self.probs[b]
+            top = np.nonzero(p > 1e-4)[0]
+            scores.append(sum(float(p[i]) * M.jaccard(now, self.sets[i]) for i in top)
+                          if now else 0.0)
         return float(np.mean(scores)) if scores else 0.0

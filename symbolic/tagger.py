@@ -9,7 +9,7 @@ candidate windows (the expected Jaccard of each candidate's sets under it).
 
 - **Key-relative**: a piece is transposed so that the Krumhansl-Schmuckler key of its melody
   (:func:`symbolic.metrics.find_key`) has tonic C; the mode is an input. Sets are predicted in
-  that frame and shifted back, so 296 chorales teach one key's harmony, not twelve.
+  that frame and shifted back, so 264 chorales teach one key's harmony, not twelve.
 - **Inputs per beat** (:func:`beat_features`, ``N_FEATURES``): the melody pitch class at the
   onset (or rest), every pitch class the melody starts inside the beat, the pitch height, whether
   a note starts on the beat, the beat's place in the bar, the mode, and the distance to the first
@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from symbolic import metrics as M
+from symbolic.hmm import BASS_LOW, voice
 
 REST = 12
 N_FEATURES = 13 + 12 + 1 + 1 + 4 + 1 + 2
@@ -73,16 +74,18 @@ def beat_features(mel_score: symusic.Score, n_beats: int | None = None) -> Beats
     n = -(-end // beat) if n_beats is None else n_beats
     tonic, major = M.find_key(notes) or (0, True)
     f = np.zeros((n, N_FEATURES), dtype=np.float32)
-    for i in range(n):
+    on = np.array([x.time for x in notes], dtype=np.int64)
+    off = on + np.array([x.duration for x in notes], dtype=np.int64)
+    pitch = np.array([x.pitch for x in notes], dtype=np.int64)
+    rel = (pitch - tonic) % 12
+    for i in range(n):  # numpy over the notes: long pieces stay linear in beats x notes / SIMD
         t = i * beat
-        now = M.sounding(notes, t)
-        top = max((x.pitch for x in now), default=None)
+        now = (on <= t) & (off > t)
+        top = int(pitch[now].max()) if now.any() else None
         f[i, REST if top is None else (top - tonic) % 12] = 1
-        for x in notes:
-            if t <= x.time < t + beat:
-                f[i, 13 + (x.pitch - tonic) % 12] = 1
+        f[i, 13 + rel[(on >= t) & (on < t + beat)]] = 1
         f[i, 25] = 0.0 if top is None else (top - 66) / 12
-        f[i, 26] = any(x.time == t for x in now)
+        f[i, 26] = bool((on[now] == t).any())
         f[i, 27 + _bar_place(mel_score, t)] = 1
     f[:, 31] = float(major)
     idx = np.arange(n, dtype=np.float32)
@@ -190,6 +193,35 @@ def model_of(blob: dict) -> TaggerModel:
     model = TaggerModel([tuple(s) for s in blob["sets"]], **blob["config"])
     model.load_state_dict({k: v.float() for k, v in blob["model"].items()})
     return model.eval()
+
+
+def voice_set(chord: tuple[frozenset[int], int], melody: int | None) -> list[int]:
+    """Lower-voice pitches (bass first) of a (pitch-class set, bass pc) under a melody pitch:
+    the bass in G2..F#3, the set's other pitch classes (or the bass's, doubled) each at its
+    highest pitch below the melody, kept only above the bass."""
+    pcs, bass_pc = chord
+    bass = BASS_LOW + (bass_pc - BASS_LOW) % 12
+    ref = melody if melody is not None else 72
+    upper = sorted(pcs - {bass_pc}) or [bass_pc]
+    placed = sorted((ref - ((ref - pc) % 12 or 12) for pc in upper[:2]), reverse=True)
+    return [bass, *(p for p in placed if p > bass)]
+
+
+def chords_of(model: TaggerModel, mel_score: symusic.Score) -> list[tuple[frozenset[int], int]]:
+    """(set, bass pc) per beat: the minimum-Bayes-risk set, its bass the most probable one of
+    its pitch classes (every set of the vocabulary is non-empty)."""
+    beats = beat_features(mel_score)
+    sets, _ = model.best_sets(beats)
+    with torch.no_grad():
+        _, bass_logits = model(torch.from_numpy(beats.features)[None])
+    bass_p = np.roll(torch.softmax(bass_logits[0], -1).numpy(), beats.tonic, axis=1)
+    return [(s, max(s, key=lambda pc, row=row: row[pc])) for s, row in zip(sets, bass_p,
+                                                                             strict=True)]
+
+
+def harmoniser(model: TaggerModel):
+    """``f(index, piece, melody score) -> lower-voice notes``: the tagger's sets, voiced."""
+    return lambda _i, _p, mel_score: voice(chords_of(model, mel_score), mel_score, voice_set)
 
 
 def load(path: str | Path) -> TaggerModel:

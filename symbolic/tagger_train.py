@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import symusic
 import torch
 import torch.nn.functional as F
 from miditok import REMI
@@ -22,7 +21,6 @@ from plumbing.atomic import atomic_torch_save
 from plumbing.errors import UserError
 from symbolic import metrics as M
 from symbolic.data import Piece, load_pieces
-from symbolic.hmm import voice
 from symbolic.tagger import (
     TaggerModel,
     beat_features,
@@ -34,7 +32,6 @@ from symbolic.tagger import (
 from symbolic.tokens import decode
 
 IGNORE = -100
-BASS_LOW = 43  # G2: the bass sits in G2..F#3, as the HMM's
 
 
 @dataclass
@@ -55,8 +52,7 @@ def examples(pieces: Sequence[Piece], tokenizer: REMI) -> list[Example]:
         notes = M.all_notes(mel)
         if not notes or not har:
             continue
-        end = max(n.end for n in notes + har)
-        beats = beat_features(mel, -(-end // mel.ticks_per_quarter))
+        beats = beat_features(mel)  # the melody's beats, as at inference
         sets, basses = beat_targets(har, len(beats.features), beats.beat, beats.tonic)
         out.append(Example(beats.features, sets, basses))
     return out
@@ -78,7 +74,8 @@ def _batch(exs: Sequence[Example], index: dict[tuple[int, ...], int]
 
 @torch.no_grad()
 def expected_score(model: TaggerModel, exs: Sequence[Example]) -> float:
-    """Mean Jaccard of the minimum-Bayes-risk set against the real one over sounding beats."""
+    """Mean Jaccard of the minimum-Bayes-risk set (the highest expected Jaccard under the
+    tagger) against the real set, over the beats where the real lower voices sound."""
     model.eval()
     sets = [frozenset(s) for s in model.sets]
     scores = []
@@ -125,35 +122,6 @@ def fit(train: Sequence[Example], val: Sequence[Example], epochs: int = 60, batc
         if log:
             print(f"epoch {epoch + 1} loss {loss.item():.3f} val jaccard {score:.3f}", flush=True)
     return model_of(best_state)
-
-
-def voice_set(chord: tuple[frozenset[int], int], melody: int | None) -> list[int]:
-    """Lower-voice pitches (bass first) of a (pitch-class set, bass pc) under a melody pitch:
-    the bass in G2..F#3, the set's other pitch classes (or the bass's, doubled) each at its
-    highest pitch below the melody, kept only above the bass."""
-    pcs, bass_pc = chord
-    bass = BASS_LOW + (bass_pc - BASS_LOW) % 12
-    ref = melody if melody is not None else 72
-    upper = sorted(pcs - {bass_pc}) or [bass_pc]
-    placed = sorted((ref - ((ref - pc) % 12 or 12) for pc in upper[:2]), reverse=True)
-    return [bass, *(p for p in placed if p > bass)]
-
-
-def chords_of(model: TaggerModel, mel_score: symusic.Score) -> list[tuple[frozenset[int], int]]:
-    """(set, bass pc) per beat: the minimum-Bayes-risk set, its bass the most probable one of
-    its pitch classes; a beat without a set (never: every set is non-empty) is skipped."""
-    beats = beat_features(mel_score)
-    sets, _ = model.best_sets(beats)
-    with torch.no_grad():
-        _, bass_logits = model(torch.from_numpy(beats.features)[None])
-    bass_p = np.roll(torch.softmax(bass_logits[0], -1).numpy(), beats.tonic, axis=1)
-    return [(s, max(s, key=lambda pc, row=row: row[pc])) for s, row in zip(sets, bass_p,
-                                                                             strict=True)]
-
-
-def harmoniser(model: TaggerModel):
-    """``f(index, piece, melody score) -> lower-voice notes``: the tagger's sets, voiced."""
-    return lambda _i, _p, mel_score: voice(chords_of(model, mel_score), mel_score, voice_set)
 
 
 def save(model: TaggerModel, path: str | Path, meta: dict) -> None:

@@ -11,13 +11,13 @@ import torch
 
 from symbolic import metrics as M
 from symbolic.api import Composer, UserError
-from symbolic.checkpoint import load_export
+from symbolic.checkpoint import export, load_export
 from symbolic.grammar import Grammar
 from symbolic.guide import FLOOR, ChordGuide
 from symbolic.sample import SampleConfig, generate_many
 from symbolic.tagger import TaggerModel
 from symbolic.tagger_train import save
-from symbolic.tokens import K_BAR, K_PITCH, K_POS, decode, encode
+from symbolic.tokens import K_BAR, K_DUR, K_PITCH, K_POS, decode, encode
 
 TPQ = 480
 
@@ -97,14 +97,24 @@ def _members(guide) -> np.ndarray:
     return m
 
 
-def test_judge_is_the_expected_jaccard_over_sounding_beats(guide):
-    cand = [frozenset({0, 4, 7}), frozenset(), frozenset({7})]
-    start = 4 * guide.beat  # beats 4, 5, 6
-    expect = np.mean([sum(guide.probs[b][i] * M.jaccard(c, s)
-                          for i, s in enumerate(guide.sets)) for b, c in ((4, cand[0]),
-                                                                          (6, cand[2]))])
-    assert guide.judge(cand, start) == pytest.approx(expect)
-    assert guide.judge([frozenset()] * 3, start) == 0.0
+def _expected(guide, b: int, pcs: frozenset) -> float:
+    return sum(guide.probs[b][i] * M.jaccard(pcs, s) for i, s in enumerate(guide.sets))
+
+
+def test_judge_is_the_expected_jaccard_over_the_taggers_beats(guide):
+    q = guide.beat
+    # a candidate for bars 1-2 (beats 4-9): C E G on its first beat, silent on its second,
+    # G from its third beat on; notes count from the window's own start
+    notes = [symusic.Note(0, q, p, 80) for p in (48, 52, 55)] + [symusic.Note(2 * q, 4 * q, 55, 80)]
+    scores = [_expected(guide, 4, frozenset({0, 4, 7})), 0.0,
+              *[_expected(guide, b, frozenset({7})) for b in (6, 7, 8, 9)]]
+    assert guide.judge(notes, 4 * q, 10 * q) == pytest.approx(np.mean(scores))
+    assert guide.judge([], 4 * q, 10 * q) == 0.0
+    # a window starting half a beat in (odd bars of 3/8) is judged on the tagger's own beats:
+    # its note at its tick q/2 sounds on beat 5
+    half = [symusic.Note(q // 2, q, 55, 80)]
+    assert guide.judge(half, 4 * q + q // 2, 6 * q) == pytest.approx(
+        _expected(guide, 5, frozenset({7})))
 
 
 def test_a_strong_bias_makes_every_pitch_on_a_beat_a_chord_tone(tiny_export, table, tokenizer,
@@ -142,3 +152,36 @@ def test_harmonize_without_weights_is_unchanged_by_a_tagger(tiny_export, tokeniz
         Composer.load(tiny_export, tagger=tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="chord_guide must be >= 0"):
         SampleConfig(chord_guide=-1)
+
+
+def test_guide_reaches_each_window_at_its_own_bars(tiny_export, tokenizer, table, monkeypatch,
+                                                   tmp_path):
+    """Six bars, 4-bar windows reaching 2 bars back: windows [0, 4) and [2, 6), the second given
+    bars 2-3 and writing 4-5. The guide is asked about exactly the bars each window writes."""
+    score = symusic.Score(TPQ)
+    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+    track = symusic.Track("melody")
+    for i in range(24):
+        track.notes.append(symusic.Note(i * TPQ, TPQ, 72 + i % 5, 80))
+    score.tracks.append(track)
+    ids = encode(tokenizer, score)
+    # a budget the barely trained model cannot exhaust in one bar (it would close with empty
+    # bars, which are never sampled)
+    export(load_export(tiny_export), tmp_path / "m.pt", {"window_bars": 4, "max_tgt_len": 20000})
+    composer = Composer.load(tmp_path / "m.pt", tagger="none")
+    base = ChordGuide.build(_tagger(), decode(tokenizer, ids), ids, table, weight=1.0)
+    asked: dict[int, set[int]] = {}
+
+    class Spy(ChordGuide):
+        def bias(self, g, first_bar):
+            if g.last in (K_POS, K_DUR):  # a Pitch may come: the bar the row is writing
+                asked.setdefault(first_bar, set()).add(first_bar + g.bars - 1)
+            return super().bias(g, first_bar)
+
+    monkeypatch.setattr(composer, "_guide", lambda *_: Spy(**vars(base)))
+    sample = SampleConfig(seed=2, candidates=1, context_bars=2, chord_guide=1.0)
+    out = composer.seq2seq_tokens(ids, True, sample)
+    assert sum(table.kind[t] == K_BAR for t in out) == 6
+    assert set(asked) == {0, 2}
+    assert asked[0] <= {0, 1, 2, 3} and asked[2] <= {4, 5} and asked[0] | asked[2] == set(
+        range(6))

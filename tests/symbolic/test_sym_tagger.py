@@ -128,9 +128,23 @@ def test_load_refuses_other_files(tmp_path):
 
 
 def test_voicing_of_a_set_sits_between_bass_and_melody():
-    pitches = TT.voice_set((frozenset({0, 4, 7}), 0), 72)  # C major under C5
+    pitches = T.voice_set((frozenset({0, 4, 7}), 0), 72)  # C major under C5
     assert pitches[0] == 48 and all(48 < p < 72 for p in pitches[1:])
     assert {p % 12 for p in pitches} == {0, 4, 7}
-    assert TT.voice_set((frozenset({7}), 7), 67)[1:] == [55]  # a lone pitch class: doubled
-    notes = M.all_notes(_score([(0, 1, 72)]))
-    assert notes  # the harmoniser below voices every beat under it
+    assert T.voice_set((frozenset({7}), 7), 67)[1:] == [55]  # a lone pitch class: doubled
+
+
+def test_harmoniser_voices_every_beat_in_the_melodys_key():
+    # a tagger that always names the tonic triad, key-relative {0, 4, 7}, bass on the tonic
+    model = _model_with_logits([(0, 4, 7), (2, 7, 11)], [[5.0, -5.0]])
+    with torch.no_grad():
+        model.bass_head.weight.zero_()
+        model.bass_head.bias.copy_(torch.tensor([5.0] + [-5.0] * 11))
+    mel = _score(_scale(2))  # D major, 17 beats
+    notes = T.harmoniser(model)(0, None, mel)
+    for b in range(17):
+        now = M.sounding(notes, b * TPQ)
+        top = max(n.pitch for n in M.sounding(M.all_notes(mel), b * TPQ))
+        assert {n.pitch % 12 for n in now} == {2, 6, 9}  # D F# A: rolled back to the key
+        assert min(now, key=lambda n: n.pitch).pitch % 12 == 2 and all(n.pitch < top
+                                                                       for n in now)
