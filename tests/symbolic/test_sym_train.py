@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -128,5 +130,8 @@ def test_files_added_to_a_folder_join_the_split(chorale_paths, tokenizer, tmp_pa
     first = names(load_pieces(cfg, tokenizer))
     for p in chorale_paths[2:4]:
         shutil.copy(p, midis)
-    later = names(load_pieces(cfg, tokenizer))  # the manifest of 2 must not hide the others
-    assert len(first) == 2 and len(later) == 4 and first <= later
+    later = load_pieces(cfg, tokenizer)  # the manifest of 2 must not hide the others
+    assert len(first) == 2 and len(names(later)) == 4 and first <= names(later)
+    moved = load_pieces(replace(cfg, val_fraction=0.5, test_fraction=0.5), tokenizer)
+    split = lambda s: {p.name: k for k, ps in s.items() for p in ps}  # noqa: E731
+    assert split(moved) == split(later)  # other fractions move no piece already split
