@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -59,3 +60,18 @@ def native_bf16() -> bool:
     cpu = torch.cpu
     return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
                 or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def training_autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """The forward pass's arithmetic in training (``trainer.precision``): bf16 autocast for
+    ``bf16``, or ``auto`` on CUDA; float32 otherwise (``auto`` on any CPU, so CPU recipes do
+    not change with the CPU they run on, unlike :func:`use_bf16` for inference).
+
+    Raises:
+        UserError: ``precision`` is not auto, bf16 or fp32.
+    """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise UserError(f"trainer.precision must be auto, bf16 or fp32, not {precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()

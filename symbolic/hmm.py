@@ -226,25 +226,24 @@ def fit_pieces(pieces: Sequence[Piece], tokenizer: REMI, k: float = DEFAULT_K,
     return ChordHMM.fit(seqs, k=k, meter=meter)
 
 
-def _place(pc: int, below: int) -> int:
+def place_below(pc: int, below: int) -> int:
     """Highest pitch of pitch class ``pc`` strictly below ``below``."""
     return below - ((below - pc) % 12 or 12)
+
+
+def bass_pitch(pc: int) -> int:
+    """The bass's pitch of pitch class ``pc``: in G2..F#3."""
+    return BASS_LOW + (pc - BASS_LOW) % 12
 
 
 def voice_chord(state: int, melody: int | None) -> list[int]:
     """Lower-voice pitches (bass first) of a chord under a melody pitch (see module docstring)."""
     q, root = divmod(state, 12)
-    tones = [(root + i) % 12 for i in QUALITIES[q][2]]
-    return voice_tones(root, tones, melody)
-
-
-def voice_tones(bass_pc: int, tones: Sequence[int], melody: int | None) -> list[int]:
-    """The bass on ``bass_pc`` in G2..F#3, then the first two of ``tones`` that the melody
-    does not sound, each at its highest pitch below the melody (close position); bass first."""
-    bass = BASS_LOW + (bass_pc - BASS_LOW) % 12
+    bass = bass_pitch(root)
     ref = melody if melody is not None else 72
+    tones = [(root + i) % 12 for i in QUALITIES[q][2]]
     tones = [pc for pc in tones if melody is None or pc != melody % 12][:2]
-    upper = sorted((_place(pc, ref) for pc in tones), reverse=True)  # close position
+    upper = sorted((place_below(pc, ref) for pc in tones), reverse=True)  # close position
     return [bass, *(p for p in upper if p > bass)]
 
 

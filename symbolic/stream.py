@@ -37,7 +37,7 @@ def task_batch(batcher: TaskBatcher, task: str, size: int, seg_len: int,
     elif task in ("mel2harm", "harm2mel"):
         b = batcher.seq2seq(size, to_harmony=task == "mel2harm")
     else:  # a typo in trainer.tasks
-        raise UserError(f"unknown task {task!r} in trainer.tasks: use {', '.join(TASKS)}")
+        raise _unknown(task)
     return b if device is None else to_device(b, device)
 
 
@@ -51,7 +51,11 @@ def check_tasks(tasks: list[str]) -> None:
     starts: an error inside a worker would surface as a traceback)."""
     for task in tasks:
         if task not in TASKS:
-            raise UserError(f"unknown task {task!r} in trainer.tasks: use {', '.join(TASKS)}")
+            raise _unknown(task)
+
+
+def _unknown(task: str) -> UserError:
+    return UserError(f"unknown task {task!r} in trainer.tasks: use {', '.join(TASKS)}")
 
 
 class _Endless(IterableDataset):

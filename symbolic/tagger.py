@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from symbolic import metrics as M
-from symbolic.hmm import BASS_LOW, voice
+from symbolic.hmm import bass_pitch, place_below, voice
 
 REST = 12
 N_FEATURES = 13 + 12 + 1 + 1 + 4 + 1 + 2
@@ -161,16 +161,21 @@ class TaggerModel(nn.Module):
         return [shift_set(frozenset(s), tonic) for s in self.sets]
 
     @torch.no_grad()
-    def best_sets(self, beats: Beats) -> tuple[list[frozenset[int]], list[int]]:
-        """The minimum-Bayes-risk set of every beat (highest expected Jaccard under the
-        posterior) and the most probable bass pitch class, both in the melody's key."""
+    def mbr(self, features: np.ndarray) -> tuple[list[int], Tensor]:
+        """Per beat of (N, N_FEATURES) features: the index of the minimum-Bayes-risk set (the
+        highest expected Jaccard under the posterior) and the bass probabilities (N, 12), both
+        key-relative."""
         self.eval()
-        logits, bass = self(torch.from_numpy(beats.features)[None])
-        p = torch.softmax(logits[0].float(), -1)
-        best = (p @ self.jaccard).argmax(-1).tolist()
+        logits, bass = self(torch.from_numpy(features)[None])
+        best = (torch.softmax(logits[0].float(), -1) @ self.jaccard).argmax(-1).tolist()
+        return best, torch.softmax(bass[0].float(), -1)
+
+    def best_sets(self, beats: Beats) -> tuple[list[frozenset[int]], np.ndarray]:
+        """The minimum-Bayes-risk set of every beat and the bass probabilities (N, 12), both in
+        the melody's key."""
+        best, bass = self.mbr(beats.features)
         sets = self.sets_in_key(beats.tonic)
-        basses = ((bass[0].argmax(-1) + beats.tonic) % 12).tolist()
-        return [sets[i] for i in best], basses
+        return [sets[i] for i in best], np.roll(bass.numpy(), beats.tonic, axis=1)
 
 
 def set_vocabulary(all_sets: Sequence[frozenset[int]], min_count: int = 2
@@ -200,21 +205,17 @@ def voice_set(chord: tuple[frozenset[int], int], melody: int | None) -> list[int
     the bass in G2..F#3, the set's other pitch classes (or the bass's, doubled) each at its
     highest pitch below the melody, kept only above the bass."""
     pcs, bass_pc = chord
-    bass = BASS_LOW + (bass_pc - BASS_LOW) % 12
+    bass = bass_pitch(bass_pc)
     ref = melody if melody is not None else 72
     upper = sorted(pcs - {bass_pc}) or [bass_pc]
-    placed = sorted((ref - ((ref - pc) % 12 or 12) for pc in upper[:2]), reverse=True)
+    placed = sorted((place_below(pc, ref) for pc in upper[:2]), reverse=True)
     return [bass, *(p for p in placed if p > bass)]
 
 
 def chords_of(model: TaggerModel, mel_score: symusic.Score) -> list[tuple[frozenset[int], int]]:
     """(set, bass pc) per beat: the minimum-Bayes-risk set, its bass the most probable one of
     its pitch classes (every set of the vocabulary is non-empty)."""
-    beats = beat_features(mel_score)
-    sets, _ = model.best_sets(beats)
-    with torch.no_grad():
-        _, bass_logits = model(torch.from_numpy(beats.features)[None])
-    bass_p = np.roll(torch.softmax(bass_logits[0], -1).numpy(), beats.tonic, axis=1)
+    sets, bass_p = model.best_sets(beat_features(mel_score))
     return [(s, max(s, key=lambda pc, row=row: row[pc])) for s, row in zip(sets, bass_p,
                                                                              strict=True)]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from plumbing.device import resolve_device
+from plumbing.device import resolve_device, training_autocast
 from plumbing.errors import UserError
 from plumbing.signals import Interrupted, StopRequest, stop_on_signals
 from symbolic.checkpoint import STATE_NAME, export, load_state, read_export, save_state
@@ -75,30 +74,17 @@ def task_loss(model: MusicTransformer, task: str, b: dict[str, Tensor]) -> Tenso
     return mlm_loss(model, b) if task == "mlm" else seq2seq_loss(model, b)
 
 
-def autocast(device: torch.device, precision: str = "fp32") -> AbstractContextManager:
-    """bf16 autocast for ``precision`` ``bf16``, or ``auto`` on CUDA; else no change.
-
-    Raises:
-        UserError: ``precision`` is not auto, bf16 or fp32.
-    """
-    if precision not in ("auto", "bf16", "fp32"):
-        raise UserError(f"trainer.precision must be auto, bf16 or fp32, not {precision!r}")
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def train_step(model: MusicTransformer, opt: torch.optim.Optimizer, batches: dict[str, dict],
                grad_clip: float, precision: str = "fp32") -> dict[str, float]:
     """One optimiser step on the summed task losses; returns ``{"loss/<task>": value}``.
 
-    ``precision`` (:func:`autocast`): the forward pass under bf16 autocast or not; the weights,
-    gradients and optimiser state stay float32.
+    ``precision`` (:func:`plumbing.device.training_autocast`): the forward pass under bf16
+    autocast or not; the weights, gradients and optimiser state stay float32.
     """
     model.train()
     opt.zero_grad(set_to_none=True)
     dev = next(model.parameters()).device
-    with autocast(dev, precision):
+    with training_autocast(dev, precision):
         losses = {task: task_loss(model, task, b) for task, b in batches.items()}
     torch.stack(list(losses.values())).sum().backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -110,13 +96,14 @@ def train_step(model: MusicTransformer, opt: torch.optim.Optimizer, batches: dic
 def evaluate_tasks(model: MusicTransformer, batcher: TaskBatcher, tasks: list[str], n: int,
                    size: int, device: torch.device | None = None,
                    precision: str = "fp32") -> dict[str, float]:
-    """Mean validation loss per task over ``n`` batches (forward under :func:`autocast`)."""
+    """Mean validation loss per task over ``n`` batches (forward under
+    :func:`plumbing.device.training_autocast`)."""
     model.eval()
     out = {}
     seg = model.cfg.seg_len
     dev = next(model.parameters()).device
     for task in tasks:
-        with autocast(dev, precision):
+        with training_autocast(dev, precision):
             vals = [float(task_loss(model, task, task_batch(batcher, task, size, seg, device)))
                     for _ in range(n)]
         out[f"val/{task}"] = sum(vals) / len(vals)

@@ -6,7 +6,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from plumbing.atomic import remove_stale_temps
-from plumbing.device import resolve_device
+from plumbing.device import resolve_device, training_autocast
 from plumbing.signals import Interrupted, StopRequest, stop_on_signals
 from umt.checkpoint import EXPORT_FORMAT, TRAIN_FORMAT, atomic_save, load_file, unwrap
 from umt.config import ModelConfig, TrainConfig, to_dataclass, to_dict
@@ -145,13 +144,7 @@ class Trainer:
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, gamma)
 
     def _autocast(self):
-        precision = self.cfg.trainer.precision
-        if precision not in ("auto", "bf16", "fp32"):
-            raise UmtError(f"trainer.precision must be auto, bf16 or fp32, not {precision}")
-        use = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
-        if not use:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return training_autocast(self.device, self.cfg.trainer.precision)
 
     def train_step(self, batch: object) -> dict:
         """One adversary step then one generator step.

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from plumbing.device import training_autocast
 from plumbing.errors import UserError
 from symbolic.config import DataConfig, ModelConfig, TrainConfig
 from symbolic.data import TaskBatcher, load_pieces
 from symbolic.stream import TASKS, batch_stream, task_batch
-from symbolic.train import autocast, build_model, lr_at, train_step
+from symbolic.train import build_model, lr_at, train_step
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,8 @@ def test_bf16_step_trains_float32_weights(pieces, table):
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
     with pytest.raises(UserError, match="trainer.precision must be auto, bf16 or fp32"):
-        autocast(torch.device("cpu"), "fp16")
-    with autocast(torch.device("cpu"), "auto"):  # auto is float32 on the CPU
+        training_autocast(torch.device("cpu"), "fp16")
+    with training_autocast(torch.device("cpu"), "auto"):  # auto is float32 on the CPU
         assert not torch.is_autocast_enabled("cpu")
 
 
